@@ -1,0 +1,32 @@
+"""EditConfig validation, presets and JSON round trip."""
+
+import json
+
+import pytest
+
+from wdsp_cli.config import PRESETS, EditConfig, preset
+from wdsp_cli.errors import InputError
+
+
+def test_json_round_trip_is_sorted_and_versioned():
+    config = preset("memit-gptj").replace(seed=7)
+    text = config.to_json()
+    data = json.loads(text)
+    assert list(data) == sorted(data) and "wdsp_version" in data
+    assert EditConfig.from_json(text) == config
+
+
+@pytest.mark.parametrize("bad", [dict(method="rome"), dict(layers=(5, 3)), dict(layers=()), dict(v_lr=0),
+                                 dict(v_num_grad_steps=0), dict(kl_prompt="no slot"), dict(kl_factor=-1)])
+def test_invalid_fields_are_named(bad):
+    with pytest.raises(InputError) as info:
+        EditConfig(**bad)
+    assert list(bad)[0] in str(info.value)
+
+
+def test_unknown_fields_and_presets_get_hints():
+    with pytest.raises(InputError, match="v_lrr"):
+        EditConfig.from_dict({"v_lrr": 1})
+    with pytest.raises(InputError, match="choose one of"):
+        preset("nope")
+    assert PRESETS["memit-gptj"].layers == (3, 4, 5, 6, 7, 8) and PRESETS["pmet-gptj"].method == "pmet"

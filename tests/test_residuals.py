@@ -1,0 +1,93 @@
+"""Batched target-value optimisation equals the one-request-at-a-time reference loop."""
+
+import pytest
+import torch
+
+from wdsp_cli.architectures import template_for
+from wdsp_cli.methods import method_spec
+from wdsp_cli.reference import optimise_residuals_reference
+from wdsp_cli.requests import EditRequest
+from wdsp_cli.residuals import OptimisationSettings, build_edit_prompts, optimise_residuals
+
+REQUESTS = [
+    EditRequest(prompt="The capital of {} is", subject="France", target_new="Berlin"),
+    EditRequest(prompt="{} plays for", subject="Lionel Messi", target_new="Japan national team"),
+    EditRequest(prompt="The mother tongue of {} is", subject="Danielle Darrieux", target_new="English"),
+    EditRequest(prompt="{}, a museum in", subject="The Louvre", target_new="Rome"),
+]
+TEMPLATES = ["{}", "The musician. {}", "He is a scientist in London. {}"]
+
+
+def _assert_close_vectors(a, b, rel=5e-3):
+    """||a - b|| <= rel ||b||: batching changes float rounding, which Adam's per-coordinate
+    normalisation can amplify on coordinates whose gradient is near zero."""
+    assert float((a - b).norm()) <= rel * float(b.norm()) + 1e-7, (float((a - b).norm()), float(b.norm()))
+
+
+def _settings(**kw):
+    base = dict(v_lr=0.5, v_num_grad_steps=10, clamp_norm_factor=4.0, kl_factor=0.0625, v_weight_decay=0.5,
+                early_stop_loss=5e-2)
+    return OptimisationSettings(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method", ["memit", "pmet"])
+def test_batched_optimisation_equals_the_per_request_loop(tiny_model, tokenizer, method):
+    points = method_spec(method).points(template_for(tiny_model), 2)
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    settings = _settings()
+    result = optimise_residuals(tiny_model, prompts, points, settings)
+    for i, request in enumerate(REQUESTS):
+        init, delta, updates = optimise_residuals_reference(tiny_model, tokenizer, request, TEMPLATES, points, settings)
+        assert int(result.updates[i]) == updates
+        for p in points:
+            torch.testing.assert_close(result.init[p][i], init[p], rtol=1e-5, atol=1e-6)
+            _assert_close_vectors(result.delta[p][i], delta[p])
+            assert delta[p].norm() > 0
+
+
+def test_per_request_early_stopping_and_clamp_match_the_loop(tokenizer):
+    from tiny_models import tiny_llama
+
+    model = tiny_llama()
+    points = method_spec("memit").points(template_for(model), 2)
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    # Pick a stopping threshold between the requests' step-0 losses so some stop at once.
+    probe = optimise_residuals(model, prompts, points, _settings(v_num_grad_steps=1))
+    losses = probe.loss.sort().values
+    threshold = float(losses[1] + losses[2]) / 2
+    settings = _settings(early_stop_loss=threshold, clamp_norm_factor=0.05, v_num_grad_steps=8)
+    result = optimise_residuals(model, prompts, points, settings)
+    assert (result.updates == 0).any() and (result.updates > 0).any()
+    for i, request in enumerate(REQUESTS):
+        init, delta, updates = optimise_residuals_reference(model, tokenizer, request, TEMPLATES, points, settings)
+        assert int(result.updates[i]) == updates
+        _assert_close_vectors(result.delta[points[0]][i], delta[points[0]])
+        # the clamp binds: ||delta|| <= 0.05 ||h||
+        assert delta[points[0]].norm() <= 0.05 * init[points[0]].norm() * (1 + 1e-5)
+
+
+def test_optimisation_lowers_the_target_nll_and_leaves_weights_alone(tokenizer):
+    from tiny_models import tiny_gpt2
+
+    model = tiny_gpt2()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    points = method_spec("memit").points(template_for(model), 1)
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    # the tiny random model's ||h|| is small, so weight decay would dominate: switch it off here
+    first = optimise_residuals(model, prompts, points, _settings(v_num_grad_steps=1))
+    final = optimise_residuals(model, prompts, points,
+                               _settings(v_num_grad_steps=15, clamp_norm_factor=10.0, v_weight_decay=0.0))
+    assert (final.nll < first.nll).all()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_prompts_score_each_target_token_once_with_weights_summing_to_one(tokenizer):
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    assert prompts.num_requests == len(REQUESTS)
+    per_request = torch.zeros(len(REQUESTS)).index_add(
+        0, prompts.row_request[prompts.target_row], prompts.target_weight)
+    torch.testing.assert_close(per_request, torch.ones(len(REQUESTS)))
+    for row, pos, token in zip(prompts.target_row, prompts.target_pos, prompts.target_token):
+        # the token is the next input, except the last target token, which is predicted past the row's end
+        assert pos + 1 == prompts.rows.lengths[row] or prompts.rows.input_ids[row, pos + 1] == token

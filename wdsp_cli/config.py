@@ -1,0 +1,122 @@
+"""Hyper-parameters of one editing method, as frozen, validated dataclasses.
+
+Public API:
+    EditConfig            MEMIT/PMET hyper-parameters (field docs name the original hparam)
+    PRESETS               published presets and our SmolLM2 defaults, by name
+    preset(name)          a preset by name (InputError lists the names)
+    default_config_for(model_type, num_layers, method)  the preset to start from for a model
+
+Saved as sorted JSON stamped with the package version (``to_json`` / ``from_json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from . import __version__
+from .errors import InputError
+
+METHODS = ("memit", "pmet")
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    method: str = "memit"
+    """Editing algorithm: "memit" or "pmet"."""
+    layers: tuple[int, ...] = (3, 4, 5, 6, 7)
+    """Edited layers L (MEMIT ``layers``); the last one is the z-layer l_n."""
+    v_lr: float = 0.5
+    """Adam learning rate of the target-value optimisation (``v_lr``)."""
+    v_num_grad_steps: int = 25
+    """Forward passes of the target-value optimisation, at most steps - 1 updates (``v_num_grad_steps``)."""
+    clamp_norm_factor: float = 0.75
+    """||delta|| <= clamp * ||h|| after each step (``clamp_norm_factor``)."""
+    kl_factor: float = 0.0625
+    """Weight of KL(P_delta || P_0) on "{subject} is a" (``kl_factor``)."""
+    v_weight_decay: float = 0.5
+    """Weight of ||delta|| / ||h||^2 (``v_weight_decay``)."""
+    mom2_update_weight: float = 15000.0
+    """lambda in (lambda C + K K^T)^-1 (``mom2_update_weight``)."""
+    early_stop_loss: float = 5e-2
+    """A request stops optimising once its loss is below this (MEMIT's 5e-2)."""
+    context_template_count: int = 5
+    """Generated context templates besides the bare "{}" (MEMIT: 5)."""
+    context_template_length: int = 10
+    """Tokens per generated context template, prefix included (MEMIT: 10)."""
+    kl_prompt: str = "{} is a"
+    """Essence-drift prompt for the KL term (``{}`` = subject)."""
+    seed: int = 0
+    """Seeds context-template sampling (and later SP's dropout)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if not self.layers or list(self.layers) != sorted(set(self.layers)) or min(self.layers) < 0:
+            problems.append(f"layers {list(self.layers)} must be distinct, ascending and >= 0")
+        for name in ("v_lr", "clamp_norm_factor", "mom2_update_weight", "early_stop_loss"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0")
+        for name in ("kl_factor", "v_weight_decay"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0")
+        if self.v_num_grad_steps < 1:
+            problems.append("v_num_grad_steps must be >= 1")
+        if self.kl_prompt.count("{}") != 1:
+            problems.append('kl_prompt needs exactly one "{}" for the subject')
+        if problems:
+            raise InputError("invalid edit configuration: " + "; ".join(problems),
+                             hint="fix the named fields (see `wdsp_cli.config.EditConfig`)")
+
+    @property
+    def z_layer(self) -> int:
+        return self.layers[-1]
+
+    def replace(self, **changes) -> EditConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "layers": list(self.layers)}
+
+    def to_json(self) -> str:
+        return json.dumps({"wdsp_version": __version__, **self.to_dict()}, sort_keys=True, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EditConfig:
+        data = {k: v for k, v in data.items() if k != "wdsp_version"}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown configuration field(s): {', '.join(unknown)}",
+                             hint=f"known fields: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> EditConfig:
+        return cls.from_dict(json.loads(text))
+
+
+# Published presets. Sources: MEMIT (Meng et al. 2022b) hparams/MEMIT/*.json as summarised
+# in shared/docs/method.md; PMET (Li et al. 2023) GPT-J settings, ibid.
+_MEMIT_GPTJ = EditConfig(method="memit", layers=(3, 4, 5, 6, 7, 8), v_lr=0.5, v_num_grad_steps=25,
+                         clamp_norm_factor=0.75, kl_factor=0.0625, v_weight_decay=0.5,
+                         mom2_update_weight=15000.0)
+
+PRESETS: dict[str, EditConfig] = {
+    "memit-gptj": _MEMIT_GPTJ,
+    "memit-gpt2-xl": _MEMIT_GPTJ.replace(layers=(13, 14, 15, 16, 17), v_num_grad_steps=20,
+                                         mom2_update_weight=20000.0),
+    "memit-llama3-8b": _MEMIT_GPTJ.replace(layers=(4, 5, 6, 7, 8), v_lr=0.1),
+    "pmet-gptj": _MEMIT_GPTJ.replace(method="pmet", v_lr=0.2, v_num_grad_steps=30, kl_factor=1.0,
+                                     mom2_update_weight=6000.0),
+}
+
+
+def preset(name: str) -> EditConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise InputError(f"unknown preset {name!r}", hint=f"choose one of {', '.join(sorted(PRESETS))}") from None

@@ -1,0 +1,159 @@
+"""A weight diff: per-module updates in factor form, safetensors I/O, and fp32 application.
+
+Public API:
+    LayerUpdate(module, left [d_out, r], right [d_in, r])   Delta = left @ right^T
+    WeightDiff(updates, metadata)  .save(path) / WeightDiff.load(path) / .nbytes / .dense_nbytes
+    WeightState(model)             float32 master copies of edited weights
+
+The model at iteration t is ``cast(base_fp32 + D_1 + ... + D_t)``, each D_j computed as
+``(left.double() @ right.double().T).float()`` and added in float32 in order, then cast
+once to the model's dtype. ``WeightState`` is the only code that writes edited weights,
+so a live edit, a resume and a rollback give bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .architectures import module_by_name, weight_out_in
+from .atomic import atomic_write_bytes
+from .errors import EditError, WdspError
+
+FORMAT = "wdsp-factors-v1"
+
+
+@dataclass(frozen=True)
+class LayerUpdate:
+    """Delta_module = left @ right^T; left [d_out, r], right [d_in, r], float32."""
+
+    module: str
+    left: torch.Tensor
+    right: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.left.ndim != 2 or self.right.ndim != 2 or self.left.shape[1] != self.right.shape[1]:
+            raise EditError(f"malformed factors for {self.module}: {tuple(self.left.shape)} and "
+                            f"{tuple(self.right.shape)}", hint="left is [d_out, r] and right [d_in, r]")
+        object.__setattr__(self, "left", self.left.detach().to("cpu", torch.float32).contiguous())
+        object.__setattr__(self, "right", self.right.detach().to("cpu", torch.float32).contiguous())
+
+    def dense(self) -> torch.Tensor:
+        """[d_out, d_in] float32, computed in float64."""
+        return (self.left.double() @ self.right.double().T).float()
+
+    def is_finite(self) -> bool:
+        return bool(torch.isfinite(self.left).all() and torch.isfinite(self.right).all())
+
+    @property
+    def nbytes(self) -> int:
+        return self.left.numel() * 4 + self.right.numel() * 4
+
+    @property
+    def dense_nbytes(self) -> int:
+        return self.left.shape[0] * self.right.shape[0] * 4
+
+
+@dataclass(frozen=True)
+class WeightDiff:
+    """The updates of one edit iteration, with string metadata."""
+
+    updates: tuple[LayerUpdate, ...]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(u.nbytes for u in self.updates)
+
+    @property
+    def dense_nbytes(self) -> int:
+        return sum(u.dense_nbytes for u in self.updates)
+
+    def is_finite(self) -> bool:
+        return all(u.is_finite() for u in self.updates)
+
+    def to_bytes(self) -> bytes:
+        from safetensors.torch import save
+
+        tensors = {}
+        for i, u in enumerate(self.updates):
+            tensors[f"{i}.left"] = u.left
+            tensors[f"{i}.right"] = u.right
+        header = {"format": FORMAT, "modules": json.dumps([u.module for u in self.updates]),
+                  "metadata": json.dumps(self.metadata, sort_keys=True)}
+        return save(tensors, metadata=header)
+
+    def save(self, path: str | Path) -> None:
+        """Atomically write the diff as safetensors (refuses non-finite factors)."""
+        if not self.is_finite():
+            raise EditError("refusing to write a non-finite weight diff", hint="the edit diverged; lower v_lr")
+        atomic_write_bytes(path, self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> WeightDiff:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                header = handle.metadata() or {}
+                if header.get("format") != FORMAT:
+                    raise WdspError(f"{path} is not a wdsp weight diff ({header.get('format')!r})",
+                                    hint="the file was not written by wdsp, or by a newer version")
+                modules = json.loads(header["modules"])
+                updates = tuple(LayerUpdate(m, handle.get_tensor(f"{i}.left"), handle.get_tensor(f"{i}.right"))
+                                for i, m in enumerate(modules))
+                metadata = json.loads(header.get("metadata", "{}"))
+        except (OSError, ValueError, KeyError, SafetensorError) as exc:
+            raise WdspError(f"cannot read weight diff {path}: {exc}",
+                            hint="the file is missing or corrupt; roll back to an earlier iteration") from exc
+        return cls(updates, metadata)
+
+
+class WeightState:
+    """Float32 master copies of the weights that edits touch; writes cast copies to the model."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.master: dict[str, torch.Tensor] = {}
+
+    def _master(self, module: str) -> torch.Tensor:
+        if module not in self.master:
+            weight = weight_out_in(module_by_name(self.model, module))
+            self.master[module] = weight.detach().to("cpu", torch.float32, copy=True)
+        return self.master[module]
+
+    @torch.no_grad()
+    def _write(self, module: str) -> None:
+        weight = weight_out_in(module_by_name(self.model, module))
+        weight.copy_(self.master[module].to(weight.device, weight.dtype))
+
+    def apply(self, update: LayerUpdate) -> None:
+        master = self._master(update.module)
+        dense = update.dense()
+        if dense.shape != master.shape:
+            raise EditError(f"update for {update.module} has shape {tuple(dense.shape)}, "
+                            f"the weight is {tuple(master.shape)} ([d_out, d_in])",
+                            hint="the diff belongs to another model")
+        master += dense
+        self._write(update.module)
+
+    def apply_diffs(self, diffs: Iterable[WeightDiff]) -> None:
+        for diff in diffs:
+            for update in diff.updates:
+                self.apply(update)
+
+    def snapshot(self, modules: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+        """Copies of the masters of ``modules`` and of every module touched so far."""
+        for module in modules:
+            self._master(module)
+        return {m: t.clone() for m, t in self.master.items()}
+
+    def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Put every module of ``snapshot`` back to its snapshot value."""
+        for module, value in snapshot.items():
+            self.master[module] = value.clone()
+            self._write(module)

@@ -1,0 +1,116 @@
+"""One batch of a locate-then-edit method (MEMIT, PMET): requests in, a weight diff out.
+
+Public API:
+    BatchEdit             the diff, the optimised residuals and a report
+    edit_batch(model, tokenizer, requests, config, second_moments, context_templates, state=None)
+
+Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n:
+  1. optimise the target values Z at the z-layer l_n (``residuals.optimise_residuals``);
+  2. for i = 1..n on layer l = l_i, with the model as updated so far:
+     K = keys at l [B, d_in], V = current value at the target point [B, d],
+     R = (Z - V) / spread(n - i + 1), (left, right) = update_factors(R, K, C_l, lambda),
+     W_l += left @ right^T (through ``WeightState``, in float32, cast once).
+The model is edited in place. If anything fails, every touched weight is put back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .architectures import template_for
+from .config import EditConfig
+from .deltas import LayerUpdate, WeightDiff, WeightState
+from .errors import EditError, StatisticsError
+from .keys import compute_keys
+from .methods import method_spec
+from .requests import EditRequest
+from .residuals import OptimisationSettings, Regulariser, ResidualResult, build_edit_prompts, optimise_residuals
+from .solve import update_factors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchEdit:
+    diff: WeightDiff
+    residuals: ResidualResult
+    report: dict = field(default_factory=dict)
+
+
+def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
+               second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
+               state: WeightState | None = None, regulariser: Regulariser | None = None,
+               transform: Callable[[ResidualResult], ResidualResult] | None = None) -> BatchEdit:
+    """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
+
+    second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
+    transform: applied to the optimised residuals before spreading (e.g. SP).
+    """
+    if not requests:
+        raise EditError("no requests to edit", hint="give at least one request")
+    missing = [l for l in config.layers if l not in second_moments]
+    if missing:
+        raise StatisticsError(f"no covariance statistics for layer(s) {missing}",
+                              hint="compute them first (wdsp covariance)")
+    spec = method_spec(config.method)
+    template = template_for(model)
+    state = state or WeightState(model)
+    modules = [template.mlp_out_name(l) for l in config.layers]
+    timings: dict[str, float] = {"optimise": 0.0, "keys": 0.0, "solve": 0.0, "apply": 0.0}
+
+    clock = time.perf_counter()
+    prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt)
+    points = spec.points(template, config.z_layer)
+    result = optimise_residuals(model, prompts, points, OptimisationSettings.from_config(config), regulariser)
+    if transform is not None:
+        result = transform(result)
+    timings["optimise"] = time.perf_counter() - clock
+    target_point = spec.target(template, config.z_layer)
+    targets = result.target(target_point)  # Z [B, d]
+
+    snapshot = state.snapshot(modules)
+    updates, layer_reports = [], []
+    try:
+        for i, (layer, module) in enumerate(zip(config.layers, modules)):
+            clock = time.perf_counter()
+            keys, values = compute_keys(model, tokenizer, requests, context_templates, module, target_point)
+            timings["keys"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            residual = (targets - values) / spec.spread(len(config.layers) - i)
+            cov = second_moments[layer]
+            if cov.shape != (keys.shape[1], keys.shape[1]):
+                raise StatisticsError(f"covariance of layer {layer} is {tuple(cov.shape)}, keys have "
+                                      f"dimension {keys.shape[1]}", hint="recompute statistics for this model")
+            left, right = update_factors(residual, keys, cov.to(keys.device), config.mom2_update_weight)
+            update = LayerUpdate(module, left, right)
+            if not update.is_finite():
+                raise EditError(f"the update of {module} is not finite",
+                                hint="check covariance statistics and mom2_update_weight")
+            timings["solve"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            state.apply(update)
+            timings["apply"] += time.perf_counter() - clock
+            updates.append(update)
+            layer_reports.append({"layer": layer, "module": module,
+                                  "residual_norm": float(residual.norm(dim=1).mean()),
+                                  "update_norm": float(update.dense().norm())})
+    except BaseException:
+        state.restore(snapshot)
+        raise
+    report = {
+        "method": config.method,
+        "requests": len(requests),
+        "timings_s": timings,
+        "layers": layer_reports,
+        "updates": result.updates.tolist(),
+        "loss": result.loss.tolist(),
+        "nll": result.nll.tolist(),
+        "delta_norm": {p: result.delta[p].norm(dim=1).tolist() for p in result.points},
+    }
+    log.info("edited %d requests with %s in %.1fs", len(requests), config.method, sum(timings.values()))
+    return BatchEdit(WeightDiff(tuple(updates), {"method": config.method}), result, report)

@@ -1,0 +1,57 @@
+"""Keys k (inputs of an edited MLP output projection) and current values at the subject.
+
+Public API:
+    key_weights(n_templates) -> [n] weights averaging keys over context templates
+    compute_keys(model, tokenizer, requests, context_templates, key_module, value_point)
+        -> (keys [B, d_in] float32, values [B, d] float32)
+
+MEMIT's ``compute_ks``: a request's key is the input of W_l at the subject's last token,
+averaged over context templates by group: the bare "{}" counts 1/2, the generated
+templates share the other 1/2 (k = 0.5 k_bare + 0.5 mean_j k_j). ``values`` is the
+output of ``value_point`` (the z-layer block for MEMIT, its MLP output for PMET) at the
+subject's last token of the bare prompt: the value the residual R = Z - values is
+measured from. One forward pass, stopped after ``value_point``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .hooks import hooks, run
+from .prompts import fill, pad_rows, subject_last_token
+from .requests import EditRequest
+
+
+def key_weights(n_templates: int) -> torch.Tensor:
+    if n_templates == 1:
+        return torch.ones(1)
+    rest = torch.full((n_templates - 1,), 0.5 / (n_templates - 1))
+    return torch.cat([torch.tensor([0.5]), rest])
+
+
+@torch.no_grad()
+def compute_keys(model, tokenizer, requests: Sequence[EditRequest], context_templates: Sequence[str],
+                 key_module: str, value_point: str) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, lookup = [], []
+    for request in requests:
+        for template in context_templates:
+            text, span = fill(template, request.prompt, request.subject)
+            ids, index = subject_last_token(tokenizer, text, span)
+            rows.append(ids)
+            lookup.append(index)
+    batch = pad_rows(rows, tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    with hooks(model, inputs=[key_module], outputs=[value_point], stop_after=value_point) as trace:
+        run(model, input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+            use_cache=False)
+    index = torch.arange(len(rows), device=device)
+    lookup_t = torch.tensor(lookup, device=device)
+    keys = trace.inputs[key_module][index, lookup_t].float()  # [B * n, d_in]
+    values = trace.outputs[value_point][index, lookup_t].float()
+    n = len(context_templates)
+    weights = key_weights(n).to(device)
+    keys = (keys.view(len(requests), n, -1) * weights[None, :, None]).sum(1)
+    values = values.view(len(requests), n, -1)[:, 0]
+    return keys, values

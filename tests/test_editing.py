@@ -83,3 +83,38 @@ def test_failure_midway_puts_every_weight_back(tokenizer):
     with pytest.raises(StatisticsError, match=r"no covariance statistics for layer\(s\) \[2\]"):
         edit_batch(model, tokenizer, REQUESTS, config, {1: torch.eye(128)}, ["{}"])
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("method", ["memit", "pmet"])
+def test_sp_sparsifies_the_written_delta_reproducibly(tokenizer, method):
+    from tiny_models import tiny_llama
+
+    config = EditConfig(method=method, layers=(1, 2), v_num_grad_steps=4, mom2_update_weight=1.0, sp=True)
+    runs = []
+    for _ in range(2):
+        model = tiny_llama()
+        edit = edit_batch(model, tokenizer, REQUESTS, config, _identity_moments(model, config.layers), ["{}"],
+                          iteration=3)
+        point = method_spec(method).target(template_for(model), 2)
+        delta = edit.residuals.delta[point]
+        density = (delta != 0).float().mean(1)
+        torch.testing.assert_close(density, torch.tensor(edit.report["sp"]["density"]))
+        assert ((density > 0.3) & (density < 0.7)).all()  # about pr * (1 - dr) = 0.49 of 64 entries
+        runs.append((delta, model.get_submodule(template_for(model).mlp_out_name(1)).weight.clone()))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("mode", ["sinkhorn", "exact", "dirac"])
+def test_wd_modes_run_inside_an_edit_and_shrink_delta(tokenizer, mode):
+    from tiny_models import tiny_gpt2
+
+    base = EditConfig(layers=(1, 2), v_num_grad_steps=8, clamp_norm_factor=100.0, mom2_update_weight=1.0,
+                      v_weight_decay=0.0)
+    norms = {}
+    for wd in (False, True):
+        model = tiny_gpt2()
+        config = base.replace(wd=wd, wd_mode=mode, wd_weight=5.0)
+        edit = edit_batch(model, tokenizer, REQUESTS, config, _identity_moments(model, config.layers), ["{}"])
+        norms[wd] = torch.tensor(edit.report["delta_norm"]["transformer.h.2"])
+        assert edit.diff.is_finite()
+    assert (norms[True] < norms[False]).all(), norms

@@ -19,6 +19,11 @@ from . import __version__
 from .errors import InputError
 
 METHODS = ("memit", "pmet")
+WD_MODES = ("sinkhorn", "exact", "dirac")
+WD_SCALES = ("nll", "pow10")
+WD_POINTS = ("mlp", "all")
+SP_TARGETS = ("delta", "layer-residuals")
+AUTOCAST_DTYPES = (None, "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,31 @@ class EditConfig:
     kl_prompt: str = "{} is a"
     """Essence-drift prompt for the KL term (``{}`` = subject)."""
     seed: int = 0
-    """Seeds context-template sampling (and later SP's dropout)."""
+    """Seeds context-template sampling and SP's dropout (mixed with the iteration number)."""
+    autocast_dtype: str | None = None
+    """Run the target optimisation's forward passes under torch.autocast (e.g. "bfloat16")."""
+    wd: bool = False
+    """Add the Wasserstein distance constraint (the paper's WD) to the target optimisation."""
+    wd_mode: str = "exact"
+    """"sinkhorn" (the paper), "exact" (sorted 1-D W2^2) or "dirac" (released code: 0.5||delta||^2)."""
+    wd_scale: str = "nll"
+    """Dynamic lambda: "nll" (normalised to L_NLL, the paper) or "pow10" (released code)."""
+    wd_weight: float = 1.0
+    """Multiplies the dynamic lambda."""
+    wd_reg: float = 0.05
+    """Sinkhorn entropic regularisation, relative to the mean cost."""
+    wd_points: str = "mlp"
+    """PMET: WD on delta_mlp only ("mlp") or also on delta_attn ("all"); MEMIT has one point."""
+    wd_counts_for_stopping: bool = False
+    """Whether the WD term is part of the early-stopping test (released code: no)."""
+    sp: bool = False
+    """Sparsify each request's residual after optimisation (the paper's SP)."""
+    sp_prune: float = 0.7
+    """Fraction of largest-magnitude entries kept (the paper's pr)."""
+    sp_dropout: float = 0.3
+    """Dropout rate on the kept entries, rescaled by 1/(1 - dr) (the paper's dr; code: 0.1)."""
+    sp_target: str = "delta"
+    """"delta" (the paper) or the variant "layer-residuals" (sparsify every layer's residual R)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
@@ -65,6 +94,14 @@ class EditConfig:
                 problems.append(f"{name} must be >= 0")
         if self.v_num_grad_steps < 1:
             problems.append("v_num_grad_steps must be >= 1")
+        for name, allowed in (("wd_mode", WD_MODES), ("wd_scale", WD_SCALES), ("wd_points", WD_POINTS),
+                              ("sp_target", SP_TARGETS), ("autocast_dtype", AUTOCAST_DTYPES)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} {getattr(self, name)!r} is not one of {allowed}")
+        if not 0 < self.sp_prune <= 1 or not 0 <= self.sp_dropout < 1:
+            problems.append("sp_prune must be in (0, 1] and sp_dropout in [0, 1)")
+        if self.wd_weight < 0 or not self.wd_reg > 0:
+            problems.append("wd_weight must be >= 0 and wd_reg > 0")
         if self.kl_prompt.count("{}") != 1:
             problems.append('kl_prompt needs exactly one "{}" for the subject')
         if problems:

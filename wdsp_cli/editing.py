@@ -10,6 +10,10 @@ Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n:
      K = keys at l [B, d_in], V = current value at the target point [B, d],
      R = (Z - V) / spread(n - i + 1), (left, right) = update_factors(R, K, C_l, lambda),
      W_l += left @ right^T (through ``WeightState``, in float32, cast once).
+With ``config.wd`` the WD term joins the optimisation's loss (``wasserstein``); with
+``config.sp`` each request's delta at the target point is pruned and dropped out before
+Z = h + delta (``sparsify``; the variant "layer-residuals" sparsifies every layer's R
+instead). SP's dropout is seeded by (config.seed, iteration).
 The model is edited in place. If anything fails, every touched weight is put back.
 """
 
@@ -31,6 +35,8 @@ from .methods import method_spec
 from .requests import EditRequest
 from .residuals import OptimisationSettings, Regulariser, ResidualResult, build_edit_prompts, optimise_residuals
 from .solve import update_factors
+from .sparsify import sparsify
+from .wasserstein import WassersteinRegulariser
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +48,32 @@ class BatchEdit:
     report: dict = field(default_factory=dict)
 
 
+def wd_regulariser(config: EditConfig, points: Sequence[str]) -> WassersteinRegulariser | None:
+    """The WD term the config asks for (PMET: on delta_mlp, the last point, unless wd_points="all")."""
+    if not config.wd:
+        return None
+    chosen = tuple(points) if config.wd_points == "all" else (points[-1],)
+    return WassersteinRegulariser(mode=config.wd_mode, scale=config.wd_scale, weight=config.wd_weight,
+                                  points=chosen, reg=config.wd_reg,
+                                  counts_for_stopping=config.wd_counts_for_stopping)
+
+
+def sp_generator(config: EditConfig, iteration: int) -> torch.Generator:
+    """SP's dropout generator for one iteration: same seed and iteration, same masks."""
+    return torch.Generator().manual_seed(config.seed * 1_000_003 + iteration)
+
+
 def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
                second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
                state: WeightState | None = None, regulariser: Regulariser | None = None,
-               transform: Callable[[ResidualResult], ResidualResult] | None = None) -> BatchEdit:
+               transform: Callable[[ResidualResult], ResidualResult] | None = None,
+               iteration: int = 1) -> BatchEdit:
     """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
 
     second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
-    transform: applied to the optimised residuals before spreading (e.g. SP).
+    regulariser: overrides the WD term built from ``config``.
+    transform: applied to the optimised residuals before SP and spreading.
+    iteration: the iteration number (seeds SP's dropout).
     """
     if not requests:
         raise EditError("no requests to edit", hint="give at least one request")
@@ -66,11 +90,18 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     clock = time.perf_counter()
     prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt)
     points = spec.points(template, config.z_layer)
+    regulariser = regulariser or wd_regulariser(config, points)
     result = optimise_residuals(model, prompts, points, OptimisationSettings.from_config(config), regulariser)
     if transform is not None:
         result = transform(result)
     timings["optimise"] = time.perf_counter() - clock
     target_point = spec.target(template, config.z_layer)
+    generator = sp_generator(config, iteration)
+    sp_report = None
+    if config.sp and config.sp_target == "delta":
+        sparse = sparsify(result.delta[target_point], config.sp_prune, config.sp_dropout, generator)
+        result.delta[target_point] = sparse.delta
+        sp_report = {"density": sparse.density.tolist(), "norm": sparse.norm.tolist()}
     targets = result.target(target_point)  # Z [B, d]
 
     snapshot = state.snapshot(modules)
@@ -82,6 +113,8 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
             timings["keys"] += time.perf_counter() - clock
             clock = time.perf_counter()
             residual = (targets - values) / spec.spread(len(config.layers) - i)
+            if config.sp and config.sp_target == "layer-residuals":  # variant, not the paper
+                residual = sparsify(residual, config.sp_prune, config.sp_dropout, generator).delta
             cov = second_moments[layer]
             if cov.shape != (keys.shape[1], keys.shape[1]):
                 raise StatisticsError(f"covariance of layer {layer} is {tuple(cov.shape)}, keys have "
@@ -111,6 +144,7 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
         "loss": result.loss.tolist(),
         "nll": result.nll.tolist(),
         "delta_norm": {p: result.delta[p].norm(dim=1).tolist() for p in result.points},
+        "sp": sp_report,
     }
     log.info("edited %d requests with %s in %.1fs", len(requests), config.method, sum(timings.values()))
     return BatchEdit(WeightDiff(tuple(updates), {"method": config.method}), result, report)

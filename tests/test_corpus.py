@@ -12,16 +12,6 @@ from wdsp_cli.corpus import Corpus, model_samples_corpus, open_corpus, sample_te
 from wdsp_cli.errors import InputError, StatisticsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core machine an OpenMP barrier waiting
-    for a descheduled thread makes a 64-wide linear take ~8 ms instead of ~10 us."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_jsonl(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path

@@ -24,15 +24,6 @@ from wdsp_cli.covariance import (
 from wdsp_cli.errors import InputError, StatisticsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core machine an OpenMP barrier waiting
-    for a descheduled thread makes a 64-wide linear take ~8 ms instead of ~10 us."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 TEXTS = [
     "The capital of France is Paris.",
     "Lionel Messi plays for Argentina. The Eiffel Tower is in Paris, and the Colosseum is located in Rome.",

@@ -61,8 +61,9 @@ def main() -> None:
     ap.add_argument("--steps", default="25")
     ap.add_argument("--kl", default="0.0625")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     model, tok = load_model(args.model)
     requests = load_requests(DATA / "counterfact" / "counterfact_rome.jsonl", offset=args.offset, limit=args.count)
     layer_sets = [tuple(range(int(a), int(b) + 1)) for a, b in (s.split("-") for s in args.layers.split(","))]

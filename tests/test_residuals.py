@@ -1,9 +1,14 @@
-"""Batched target-value optimisation equals the one-request-at-a-time reference loop."""
+"""Batched target-value optimisation equals the one-request-at-a-time reference loop, and its
+prefix key/value cache, length grouping and autocast option keep it so."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from wdsp_cli import residuals
 from wdsp_cli.architectures import template_for
+from wdsp_cli.errors import InputError
 from wdsp_cli.methods import method_spec
 from wdsp_cli.reference import optimise_residuals_reference
 from wdsp_cli.requests import EditRequest
@@ -14,8 +19,24 @@ REQUESTS = [
     EditRequest(prompt="{} plays for", subject="Lionel Messi", target_new="Japan national team"),
     EditRequest(prompt="The mother tongue of {} is", subject="Danielle Darrieux", target_new="English"),
     EditRequest(prompt="{}, a museum in", subject="The Louvre", target_new="Rome"),
+    # a one-token subject at the very start: its bare and KL rows have no prefix (lookup 0)
+    EditRequest(prompt="{} was founded by", subject="Apple", target_new="Bill Gates"),
 ]
 TEMPLATES = ["{}", "The musician. {}", "He is a scientist in London. {}"]
+
+
+def _fed_tokens(model, fn):
+    """(fn(), number of token positions the model embedded while it ran)."""
+    count = [0]
+
+    def add(module, args, output):
+        count[0] += args[0].numel()
+
+    handle = model.get_input_embeddings().register_forward_hook(add)
+    try:
+        return fn(), count[0]
+    finally:
+        handle.remove()
 
 
 def _assert_close_vectors(a, b, rel=5e-3):
@@ -34,7 +55,9 @@ def _settings(**kw):
 def test_batched_optimisation_equals_the_per_request_loop(tiny_model, tokenizer, method):
     points = method_spec(method).points(template_for(tiny_model), 2)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    assert (prompts.lookup == 0).any() and (prompts.lookup > 0).any()
     settings = _settings()
+    assert settings.prefix_cache  # the default: the cached path is the one checked against the loop
     result = optimise_residuals(tiny_model, prompts, points, settings)
     for i, request in enumerate(REQUESTS):
         init, delta, updates = optimise_residuals_reference(tiny_model, tokenizer, request, TEMPLATES, points, settings)
@@ -91,3 +114,73 @@ def test_prompts_score_each_target_token_once_with_weights_summing_to_one(tokeni
     for row, pos, token in zip(prompts.target_row, prompts.target_pos, prompts.target_token):
         # the token is the next input, except the last target token, which is predicted past the row's end
         assert pos + 1 == prompts.rows.lengths[row] or prompts.rows.input_ids[row, pos + 1] == token
+
+
+@pytest.mark.parametrize("method", ["memit", "pmet"])
+@pytest.mark.parametrize("call_cost", [0, residuals.GROUP_CALL_COST])
+def test_prefix_cache_equals_whole_rows_with_early_stopping(tiny_model, tokenizer, method, call_cost, monkeypatch):
+    # call_cost 0: one decoder call per distinct row length; the default: fewer, padded groups
+    monkeypatch.setattr(residuals, "GROUP_CALL_COST", call_cost)
+    points = method_spec(method).points(template_for(tiny_model), 2)
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    probe = optimise_residuals(tiny_model, prompts, points, _settings(v_num_grad_steps=1, prefix_cache=False))
+    losses = probe.loss.sort().values
+    settings = _settings(v_num_grad_steps=6, early_stop_loss=float(losses[1] + losses[2]) / 2)
+    cached, fed_cached = _fed_tokens(tiny_model, lambda: optimise_residuals(tiny_model, prompts, points, settings))
+    whole, fed_whole = _fed_tokens(tiny_model, lambda: optimise_residuals(
+        tiny_model, prompts, points, _settings(**{**settings.__dict__, "prefix_cache": False})))
+    # the cache pays for itself: prefixes run once, then only the tokens from the lookup on
+    assert fed_cached < fed_whole
+    assert (whole.updates == 0).any() and (whole.updates == 5).any()
+    assert torch.equal(cached.updates, whole.updates)
+    torch.testing.assert_close(cached.loss, whole.loss, rtol=1e-4, atol=1e-5)
+    for p in points:
+        torch.testing.assert_close(cached.init[p], whole.init[p], rtol=1e-5, atol=1e-6)
+        for i in range(len(REQUESTS)):
+            _assert_close_vectors(cached.delta[p][i], whole.delta[p][i])
+
+
+def test_length_groups_partition_the_rows():
+    lengths = torch.tensor([5, 2, 2, 8, 3, 3, 3, 7, 2, 5, 6, 6, 6, 4])
+    for cost, expected in [(0, 7), (10**6, 1)]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(residuals, "GROUP_CALL_COST", cost)
+            groups = residuals._length_groups(lengths)
+        assert len(groups) == expected
+        assert sorted(torch.cat(groups).tolist()) == list(range(len(lengths)))
+        # groups hold consecutive lengths: each group's longest is shorter than the next one's shortest
+        assert all(lengths[a].max() < lengths[b].min() for a, b in zip(groups, groups[1:]))
+    assert residuals._length_groups(torch.tensor([], dtype=torch.long)) == []
+
+
+def test_bfloat16_autocast_runs_in_float32_deltas_and_lowers_the_nll(tokenizer):
+    from tiny_models import tiny_llama
+
+    model = tiny_llama()
+    points = method_spec("pmet").points(template_for(model), 2)
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    kw = dict(clamp_norm_factor=10.0, v_weight_decay=0.0, autocast_dtype="bfloat16")
+    first = optimise_residuals(model, prompts, points, _settings(v_num_grad_steps=1, **kw))
+    final = optimise_residuals(model, prompts, points, _settings(v_num_grad_steps=10, **kw))
+    assert all(final.delta[p].dtype == torch.float32 and final.init[p].dtype == torch.float32 for p in points)
+    assert (final.nll < first.nll).all()
+
+
+def test_autocast_dtype_from_config_accepts_names_and_none():
+    config = SimpleNamespace(v_lr=0.5, v_num_grad_steps=5, clamp_norm_factor=0.75, kl_factor=0.0625,
+                             v_weight_decay=0.5, early_stop_loss=0.05)
+    assert OptimisationSettings.from_config(config).autocast_dtype is None
+    for value, dtype in [("bfloat16", torch.bfloat16), ("torch.bfloat16", torch.bfloat16), ("bf16", torch.bfloat16),
+                         (torch.float16, torch.float16), (None, None), ("none", None)]:
+        settings = OptimisationSettings.from_config(SimpleNamespace(**vars(config), autocast_dtype=value))
+        assert settings.autocast_dtype == dtype
+    with pytest.raises(InputError):
+        OptimisationSettings.from_config(SimpleNamespace(**vars(config), autocast_dtype="int8"))
+
+
+def test_models_without_a_plain_dynamic_cache_are_fed_whole_rows(tiny_model, tokenizer, monkeypatch):
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    assert residuals._make_feed(tiny_model, prompts).prefix is not None
+    monkeypatch.setattr(residuals, "DynamicCache", type("OtherCache", (), {}))
+    feed = residuals._make_feed(tiny_model, prompts)
+    assert feed.prefix is None and (feed.start == 0).all()

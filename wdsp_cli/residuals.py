@@ -25,14 +25,33 @@ The B problems are independent (delta_i only enters request i's prompts and the 
 is a sum over requests), so one forward/backward over all rows with a [B, d] delta,
 a row-wise Adam and per-row stopping equals B separate runs; converged requests leave
 the batch, and logits are computed only where targets are scored.
+
+Prefix cache (``settings.prefix_cache``, on by default). delta enters at the lookup position
+(the subject's last token) and attention is causal, so the tokens before it never depend on
+delta: they run once per call, without grad, and their key/value cache is reused. Each step
+feeds only the tokens from the lookup position on (the lookup token is then fed position 0),
+with their true position ids, attending to the stored prefix keys (right-padded, the holes
+masked). Every step builds a fresh cache object from the stored tensors of the active rows,
+so the cache neither grows nor keeps converged requests. A model whose decoder returns no
+plain full-attention ``DynamicCache`` is fed whole rows instead.
+
+Rows are fed in groups of similar length (one padded batch per group, groups chosen to
+minimise padding plus a per-call cost), since padding would otherwise be about half of the
+fed suffix tokens. On CPU, attention runs through SDPA's math backend (faster here in
+float32 and much faster in bfloat16's backward). ``settings.autocast_dtype`` (e.g.
+torch.bfloat16) runs the model under ``torch.autocast``; deltas, Adam state, log-softmax
+and losses stay float32.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from transformers import DynamicCache
 
 from .errors import EditError, InputError
 from .hooks import hooks
@@ -127,24 +146,45 @@ class OptimisationSettings:
     kl_factor: float
     v_weight_decay: float
     early_stop_loss: float = 5e-2
+    autocast_dtype: torch.dtype | None = None  # run the model under torch.autocast (a dtype or its name)
+    prefix_cache: bool = True  # reuse the key/value cache of the tokens before the lookup position
+
+    def __post_init__(self):
+        object.__setattr__(self, "autocast_dtype", _parse_dtype(self.autocast_dtype))
 
     @classmethod
     def from_config(cls, config) -> OptimisationSettings:
         return cls(config.v_lr, config.v_num_grad_steps, config.clamp_norm_factor, config.kl_factor,
-                   config.v_weight_decay, config.early_stop_loss)
+                   config.v_weight_decay, config.early_stop_loss,
+                   autocast_dtype=getattr(config, "autocast_dtype", None),
+                   prefix_cache=getattr(config, "prefix_cache", True))
+
+
+def _parse_dtype(value) -> torch.dtype | None:
+    """None, a torch dtype, or a name such as "bfloat16", "torch.bfloat16", "bf16", "none"."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    key = str(value).strip().lower().removeprefix("torch.")
+    if key in ("", "none"):
+        return None
+    dtype = getattr(torch, {"bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(key, key), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise InputError(f"unknown autocast dtype {value!r}", hint="use bfloat16, float16 or none")
+    return dtype
 
 
 class Regulariser:
-    """``extra_loss(deltas, inits, nll, step) -> [b]`` added to each request's loss.
+    """``extra_loss(deltas, inits, nll, step, requests) -> [b]`` added to each request's loss.
 
-    deltas/inits: point -> [b, d] for the requests in the current sub-batch; nll [b].
+    deltas/inits: point -> [b, d] for the requests in the current sub-batch; nll [b];
+    requests [b]: their (ascending) indices in the batch, which only shrinks between steps.
     ``counts_for_stopping``: whether the term is part of the early-stopping test.
     """
 
     counts_for_stopping: bool = True
 
     def __call__(self, deltas: dict[str, torch.Tensor], inits: dict[str, torch.Tensor], nll: torch.Tensor,
-                 step: int) -> torch.Tensor:  # pragma: no cover - protocol
+                 step: int, requests: torch.Tensor) -> torch.Tensor:  # pragma: no cover - protocol
         raise NotImplementedError
 
 
@@ -169,8 +209,124 @@ def _decoder_and_head(model):
     return model.base_model, model.get_output_embeddings()
 
 
+@contextlib.contextmanager
+def _precision(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast(dtype)`` unless dtype is None; on CPU, SDPA through its math backend
+    (for these short rows it is as fast in float32 and much faster in bfloat16's backward)."""
+    with contextlib.ExitStack() as stack:
+        if dtype is not None:
+            stack.enter_context(torch.autocast(device.type, dtype=dtype))
+        if device.type == "cpu":
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        yield
+
+
+@dataclass(frozen=True)
+class _Feed:
+    """What every step feeds the decoder, fixed for one ``optimise_residuals`` call (on device).
+
+    Row s is fed from position ``start[s]`` on: its lookup position with the prefix cache, else 0;
+    ``input_ids`` [S, W] (right-padded) and ``lengths`` are the fed tokens, and ``lookup``,
+    ``target_pos`` [N] and ``kl_pos`` [B] are in fed coordinates. ``prefix``: per layer the
+    (key, value) [S, heads, P, head_dim] of the tokens before ``start`` (entry j of row s is
+    real iff j < start[s]), or None.
+    """
+
+    input_ids: torch.Tensor
+    lengths: torch.Tensor
+    start: torch.Tensor
+    lookup: torch.Tensor
+    target_pos: torch.Tensor
+    kl_pos: torch.Tensor
+    prefix: list[tuple[torch.Tensor, torch.Tensor]] | None
+    config: object
+    autocast_dtype: torch.dtype | None
+
+    def inputs(self, rows: torch.Tensor) -> dict:
+        """Decoder keyword arguments for ``rows`` (sorted, on device)."""
+        lengths, start = self.lengths[rows], self.start[rows]
+        steps = torch.arange(int(lengths.max()), device=rows.device)
+        mask = steps < lengths[:, None]
+        inputs = dict(input_ids=self.input_ids[rows, : len(steps)], position_ids=start[:, None] + steps,
+                      use_cache=False)
+        held = int(start.max()) if self.prefix is not None else 0
+        if held:
+            inputs.update(use_cache=True, cache=DynamicCache(
+                [(k[rows, :, :held], v[rows, :, :held]) for k, v in self.prefix], config=self.config))
+            mask = torch.cat([torch.arange(held, device=rows.device) < start[:, None], mask], dim=1)
+        inputs["attention_mask"] = mask.long()
+        return inputs
+
+
+def _prefix_cache(model, input_ids: torch.Tensor, lookup: torch.Tensor, autocast_dtype):
+    """Per layer (key, value) [S, heads, P, head_dim] of each row's tokens before ``lookup``;
+    None when no row has a prefix or the decoder returns no plain full-attention DynamicCache."""
+    held = int(lookup.max())
+    prefix = None
+    # rows with an empty prefix stay out (zeros): a fully masked row could give NaN keys/values
+    has = (lookup > 0).nonzero().squeeze(1)
+    with torch.no_grad(), _precision(input_ids.device, autocast_dtype):
+        for group in _length_groups(lookup[has]):
+            rows = has[group]
+            steps = torch.arange(int(lookup[rows].max()), device=input_ids.device)
+            cache = getattr(model.base_model(
+                input_ids=input_ids[rows, : len(steps)], attention_mask=(steps < lookup[rows, None]).long(),
+                position_ids=steps.expand(len(rows), -1), use_cache=True), "cache", None)
+            if type(cache) is not DynamicCache or any(cache.is_sliding) or any(cache.is_linear):
+                return None
+            if prefix is None:
+                prefix = [tuple(kv.new_zeros(len(lookup), kv.shape[1], held, kv.shape[3])
+                                for kv in (layer.keys, layer.values)) for layer in cache.layers]
+            for (k, v), layer in zip(prefix, cache.layers):
+                k[rows, :, : len(steps)] = layer.keys
+                v[rows, :, : len(steps)] = layer.values
+    return prefix
+
+
+def _make_feed(model, prompts: EditPrompts, prefix_cache: bool = True,
+               autocast_dtype: torch.dtype | None = None) -> _Feed:
+    device = next(model.parameters()).device
+    ids, lengths = prompts.rows.input_ids.to(device), prompts.rows.lengths.to(device)
+    lookup = prompts.lookup.to(device)
+    prefix = _prefix_cache(model, ids, lookup, autocast_dtype) if prefix_cache else None
+    start = lookup if prefix is not None else torch.zeros_like(lookup)
+    cols = start[:, None] + torch.arange(int((lengths - start).max()), device=device)
+    return _Feed(
+        input_ids=ids.gather(1, cols.clamp_max(ids.shape[1] - 1)), lengths=lengths - start, start=start,
+        lookup=lookup - start, target_pos=prompts.target_pos.to(device) - start[prompts.target_row.to(device)],
+        kl_pos=prompts.kl_pos.to(device) - start[prompts.kl_row.to(device)], prefix=prefix, config=model.config,
+        autocast_dtype=autocast_dtype,
+    )
+
+
+# token slots that one more decoder call is taken to cost when rows are grouped by length
+GROUP_CALL_COST = 64
+
+
+def _length_groups(lengths: torch.Tensor) -> list[torch.Tensor]:
+    """Partition row indices into groups of similar length, each to be fed as its own padded
+    batch, minimising sum(rows * longest) + GROUP_CALL_COST per group (rows are independent,
+    so grouping changes nothing but padding)."""
+    order = torch.argsort(lengths.cpu(), stable=True)
+    values, counts = torch.unique_consecutive(lengths.cpu()[order], return_counts=True)
+    values, ends = values.tolist(), counts.cumsum(0).tolist()
+    # best[k]: cheapest cost of the rows of the k shortest lengths; cut[k]: where its last group starts
+    best, cut = [0.0], [0]
+    for k in range(1, len(values) + 1):
+        costs = [best[j] + (ends[k - 1] - (ends[j - 1] if j else 0)) * values[k - 1] + GROUP_CALL_COST
+                 for j in range(k)]
+        cut.append(min(range(k), key=costs.__getitem__))
+        best.append(costs[cut[-1]])
+    groups, k = [], len(values)
+    while k:
+        j = cut[k]
+        groups.append(order[(ends[j - 1] if j else 0): ends[k - 1]].to(lengths.device))
+        k = j
+    return groups[::-1]
+
+
 def _sub_prompts(prompts: EditPrompts, requests: torch.Tensor):
-    """Rows of ``requests`` only; returns (rows, row_request (local), lookup, target mask, row map)."""
+    """Rows of ``requests`` only; returns (rows, local request index, row map)."""
     keep = torch.isin(prompts.row_request, requests)
     rows = keep.nonzero().squeeze(1)
     local = torch.full((prompts.num_requests,), -1, dtype=torch.long)
@@ -180,43 +336,62 @@ def _sub_prompts(prompts: EditPrompts, requests: torch.Tensor):
     return rows, local, row_map
 
 
+def _editor(delta: torch.Tensor, req: torch.Tensor, lookup: torch.Tensor, capture=None):
+    """Edit fn adding ``delta[req[r]]`` at (r, lookup[r]) of each fed row r; with ``capture =
+    (rows, requests, store)`` it first stores the unedited values of ``rows`` at ``store[requests]``."""
+    def edit(out: torch.Tensor) -> torch.Tensor:
+        if capture is not None:
+            rows, requests, store = capture
+            store[requests] = out[rows, lookup[rows]].detach().float()
+        index = (torch.arange(len(req), device=out.device), lookup)
+        return out.index_put(index, delta[req].to(out.dtype), accumulate=True)
+    return edit
+
+
 def forward_losses(model, prompts: EditPrompts, requests: torch.Tensor, deltas: dict[str, torch.Tensor],
-                   kl_init: torch.Tensor | None, capture_init: bool = False):
+                   kl_init: torch.Tensor | None, capture_init: bool = False, feed: _Feed | None = None):
     """One forward pass over the rows of ``requests`` (sorted [b]) with ``deltas[p]`` [b, d].
 
+    ``feed`` (from ``_make_feed``, built once per optimisation) sets the prefix cache and
+    autocast; by default whole rows in the model's dtype. Rows are fed in groups of similar length.
     Returns (nll [b], kl_logprobs [b, V], kl [b] or None, init values point -> [b, d] or {}).
     """
-    rows, local, row_map = _sub_prompts(prompts, requests)
-    batch = prompts.rows.select(rows)
     device = next(model.parameters()).device
-    row_req = local[prompts.row_request[rows]].to(device)
-    lookup = prompts.lookup[rows].to(device)
-    row_index = torch.arange(len(rows), device=device)
-    bare = row_map[prompts.bare_row[requests]].to(device)
-    init: dict[str, torch.Tensor] = {}
-
-    def editor(point):
-        def edit(out: torch.Tensor) -> torch.Tensor:
-            if capture_init:
-                init[point] = out[bare, lookup[bare]].detach().float()
-            add = deltas[point][row_req].to(out.dtype)
-            return out.index_put((row_index, lookup), add, accumulate=True)
-        return edit
-
+    feed = feed if feed is not None else _make_feed(model, prompts, prefix_cache=False)
+    rows, local, row_map = _sub_prompts(prompts, requests)
+    rows, row_req = rows.to(device), local[prompts.row_request[rows]].to(device)
+    bare = torch.zeros(len(rows), dtype=torch.bool, device=device)
+    bare[row_map[prompts.bare_row[requests]].to(device)] = True
+    # the scored (row, fed position)s: every target token, then each request's KL position
+    t_sel = torch.isin(prompts.target_row, rows.cpu())
+    s_row = torch.cat([row_map[prompts.target_row[t_sel]], row_map[prompts.kl_row[requests]]]).to(device)
+    s_pos = torch.cat([feed.target_pos[t_sel.to(device)], feed.kl_pos[requests.to(device)]])
+    dim = model.get_output_embeddings().weight.shape[1]
+    init = {p: torch.zeros(len(requests), dim, device=device) for p in deltas} if capture_init else {}
     decoder, head = _decoder_and_head(model)
-    with hooks(model, edits={p: editor(p) for p in deltas}):
-        hidden = decoder(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
-                         use_cache=False).last_hidden_state
-    t_sel = torch.isin(prompts.target_row, rows)
-    t_rows = row_map[prompts.target_row[t_sel]].to(device)
-    t_pos = prompts.target_pos[t_sel].to(device)
-    logp = torch.log_softmax(head(hidden[t_rows, t_pos]).float(), dim=-1)
-    token_logp = logp.gather(1, prompts.target_token[t_sel].to(device)[:, None]).squeeze(1)
+    picked, order = [], []
+    for group in _length_groups(feed.lengths[rows]):
+        req, lookup = row_req[group], feed.lookup[rows[group]]
+        b_rows = bare[group].nonzero().squeeze(1)
+        edits = {p: _editor(deltas[p], req, lookup, (b_rows, req[b_rows], init[p]) if capture_init else None)
+                 for p in deltas}
+        with hooks(model, edits=edits), _precision(device, feed.autocast_dtype):
+            hidden = decoder(**feed.inputs(rows[group])).last_hidden_state
+        in_group = torch.full((len(rows),), -1, dtype=torch.long, device=device)
+        in_group[group] = torch.arange(len(group), device=device)
+        mine = (in_group[s_row] >= 0).nonzero().squeeze(1)
+        picked.append(hidden[in_group[s_row[mine]], s_pos[mine]])
+        order.append(mine)
+    # logits only where they are scored
+    with _precision(device, feed.autocast_dtype):
+        logits = head(torch.cat(picked)[torch.argsort(torch.cat(order))])
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    n_targets = int(t_sel.sum())
+    token_logp = logp[:n_targets].gather(1, prompts.target_token[t_sel].to(device)[:, None]).squeeze(1)
     t_req = local[prompts.row_request[prompts.target_row[t_sel]]].to(device)
     weight = prompts.target_weight[t_sel].to(device)
     nll = torch.zeros(len(requests), device=device).index_add(0, t_req, -token_logp * weight)
-    k_rows = row_map[prompts.kl_row[requests]].to(device)
-    kl_logp = torch.log_softmax(head(hidden[k_rows, prompts.kl_pos[requests].to(device)]).float(), dim=-1)
+    kl_logp = logp[n_targets:]
     kl = None
     if kl_init is not None:
         kl = (kl_logp.exp() * (kl_logp - kl_init)).sum(-1)
@@ -246,6 +421,7 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
     final_nll = torch.zeros(n)
     init: dict[str, torch.Tensor] = {}
     kl_init = None
+    feed = _make_feed(model, prompts, settings.prefix_cache, settings.autocast_dtype)
     b1, b2 = ADAM_BETAS
     for step in range(settings.v_num_grad_steps):
         requests = active.nonzero().squeeze(1)
@@ -253,17 +429,18 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
         with torch.enable_grad():
             if step == 0:
                 # delta = 0: read the original values h and P_0; KL(P_0 || P_0) = 0 with zero gradient.
-                nll, kl_logp, _, init = forward_losses(model, prompts, requests, leaves, None, capture_init=True)
+                nll, kl_logp, _, init = forward_losses(model, prompts, requests, leaves, None, True, feed)
                 kl_init = kl_logp.detach()
                 kl = torch.zeros(n, device=device)
             else:
-                nll, _, kl, _ = forward_losses(model, prompts, requests, leaves, kl_init[requests.to(device)])
+                nll, _, kl, _ = forward_losses(model, prompts, requests, leaves, kl_init[requests.to(device)],
+                                               feed=feed)
             sub_init = {p: init[p][requests.to(device)] for p in points}
             decay = sum(leaves[p].norm(dim=1) / sub_init[p].norm(dim=1).pow(2) for p in points)
             loss = nll + settings.kl_factor * kl + settings.v_weight_decay * decay
             stop_loss = loss
             if extra_loss is not None:
-                extra = extra_loss(leaves, sub_init, nll, step)
+                extra = extra_loss(leaves, sub_init, nll, step, requests)
                 loss = loss + extra
                 stop_loss = loss if extra_loss.counts_for_stopping else stop_loss
         if not torch.isfinite(loss).all():

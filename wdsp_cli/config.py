@@ -149,6 +149,10 @@ PRESETS: dict[str, EditConfig] = {
     "memit-llama3-8b": _MEMIT_GPTJ.replace(layers=(4, 5, 6, 7, 8), v_lr=0.1),
     "pmet-gptj": _MEMIT_GPTJ.replace(method="pmet", v_lr=0.2, v_num_grad_steps=30, kl_factor=1.0,
                                      mom2_update_weight=6000.0),
+    # Ours, chosen by measurement on SmolLM2-135M-Instruct (30 layers): docs/hyperparameters.md.
+    "memit-smollm2": _MEMIT_GPTJ.replace(layers=(4, 5, 6, 7, 8), mom2_update_weight=2000.0),
+    "pmet-smollm2": _MEMIT_GPTJ.replace(method="pmet", layers=(4, 5, 6, 7, 8), clamp_norm_factor=4.0,
+                                        mom2_update_weight=1000.0),
 }
 
 

@@ -348,3 +348,16 @@ def test_corrupt_statistics_file(tmp_path, damage):
     with pytest.raises(StatisticsError, match="l.safetensors") as info:
         load_layer_statistics(path)
     assert info.value.hint
+
+
+def test_statistics_over_the_models_own_lazy_samples_equal_those_over_the_materialised_list(tiny_model, tokenizer):
+    # the lazy corpus runs the same model to write its texts while statistics are being gathered
+    from wdsp_cli.corpus import model_samples_corpus, sample_texts_from_model
+
+    lazy = model_samples_corpus(tiny_model, tokenizer, 6, seed=3, max_new_tokens=8, batch_size=2)
+    texts = sample_texts_from_model(tiny_model, tokenizer, 6, seed=3, max_new_tokens=8, batch_size=2)
+    from_lazy = compute_covariance(tiny_model, tokenizer, [1, 2], lazy, batch_size=2)
+    from_list = compute_covariance(tiny_model, tokenizer, [1, 2], texts, batch_size=2)
+    for layer in (1, 2):
+        assert from_lazy[layer].token_count == from_list[layer].token_count > 0
+        torch.testing.assert_close(from_lazy[layer].second_moment, from_list[layer].second_moment)

@@ -418,8 +418,9 @@ def accumulate_second_moment_sums(
                 ", ".join(modules.values()), seq_len, batch_size, accumulate_dtype)
     model.eval()
     try:
-        with torch.inference_mode(), hooks(model, inputs=list(modules.values()),
-                                           stop_after=modules[layer_list[-1]]) as trace:
+        # hooks are held only around each forward: a lazy corpus (model samples) runs the same
+        # model to produce the next texts, and must not see them
+        with torch.inference_mode():
             for input_ids, attention_mask in batches:
                 # counts come from the CPU mask, and pads are zeroed rather than gathered out, so
                 # the loop never waits for an accelerator: tokenizing the next batch overlaps this one
@@ -427,8 +428,8 @@ def accumulate_second_moment_sums(
                 has_pads = n != attention_mask.numel()
                 input_ids = input_ids.to(device)
                 attention_mask = attention_mask.to(device)
-                trace.inputs.clear()
-                with autocast:
+                with autocast, hooks(model, inputs=list(modules.values()),
+                                     stop_after=modules[layer_list[-1]]) as trace:
                     run(model, input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
                 pads = ~attention_mask.bool().unsqueeze(-1) if has_pads else None  # [B, T, 1]
                 for layer, name in modules.items():

@@ -1,0 +1,120 @@
+"""The paper's ablation on the default model: batched iterative editing (no restore between
+batches) with MEMIT and PMET, each plain, +WD, +SP and +WD+SP; every batch is evaluated right
+after its own edit (efficacy, generalisation, locality success and Score, CounterFact).
+
+    .venv/bin/python benchmarks/ablation.py --batch 20 --iterations 10 --out docs/ablation
+
+Writes <out>/ablation.json (every figure, seconds per batch) and <out>/ablation.md (Score at
+selected iterations and the average, in the paper's layout; average ES/PS/NS). Records are
+taken in order from counterfact_rome.jsonl at --offset. Statistics: WikiText-2, --tokens tokens.
+A run that already has a configuration's rows in ablation.json skips it (resume by rerunning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+from wdsp_cli.atomic import atomic_write_text  # noqa: E402
+from wdsp_cli.config import preset  # noqa: E402
+from wdsp_cli.corpus import open_corpus  # noqa: E402
+from wdsp_cli.covariance import compute_covariance  # noqa: E402
+from wdsp_cli.deltas import WeightState  # noqa: E402
+from wdsp_cli.editing import edit_batch  # noqa: E402
+from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
+from wdsp_cli.metrics import harmonic_mean  # noqa: E402
+from wdsp_cli.models import load_model  # noqa: E402
+from wdsp_cli.prompts import generate_context_templates  # noqa: E402
+from wdsp_cli.requests import load_requests  # noqa: E402
+
+VARIANTS = {"": {}, "+WD": {"wd": True}, "+SP": {"sp": True}, "+WD+SP": {"wd": True, "sp": True}}
+
+
+def run_configuration(model, tok, config, moments, templates, batches) -> list[dict]:
+    state = WeightState(model)
+    snapshot = state.snapshot(f"model.layers.{l}.mlp.down_proj" for l in config.layers)
+    rows = []
+    try:
+        for t, requests in enumerate(batches, start=1):
+            clock = time.perf_counter()
+            edit_batch(model, tok, requests, config, moments, templates, state, iteration=t)
+            seconds = time.perf_counter() - clock
+            metrics = evaluate_counterfact(model, tok, requests)
+            rows.append({"iteration": t, "seconds": round(seconds, 2),
+                         **{k: round(v, 2) for k, v in metrics.items()}})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    finally:
+        state.restore(snapshot)  # the next configuration starts from the base model
+    return rows
+
+
+def markdown(results: dict, iterations: list[int]) -> str:
+    head = "| Method | " + " | ".join(f"@{i}" for i in iterations) + " | Avg |"
+    lines = ["Score per iteration (harmonic mean of ES, PS, NS; each batch right after its edit)", "",
+             head, "|" + "---|" * (len(iterations) + 2)]
+    for name, rows in results.items():
+        by_t = {r["iteration"]: r for r in rows}
+        avg = sum(r["score"] for r in rows) / len(rows)
+        lines.append(f"| {name} | " + " | ".join(f"{by_t[i]['score']:.2f}" if i in by_t else "-" for i in iterations)
+                     + f" | {avg:.2f} |")
+    lines += ["", "Averages over iterations", "", "| Method | Avg.Eff | Avg.Gen | Avg.Loc | s/batch |", "|---|---|---|---|---|"]
+    for name, rows in results.items():
+        mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+        lines.append(f"| {name} | {mean('efficacy'):.2f} | {mean('generalization'):.2f} | {mean('locality'):.2f} | "
+                     f"{mean('seconds'):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--iterations", type=int, default=10)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--methods", default="memit,pmet")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--tokens", type=int, default=50_000)
+    ap.add_argument("--steps", type=int, help="override v_num_grad_steps (quick trials)")
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "ablation")
+    args = ap.parse_args()
+    model, tok = load_model(args.model)
+    records = load_requests(DATA / "counterfact" / "counterfact_rome.jsonl", offset=args.offset,
+                            limit=args.batch * args.iterations)
+    batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
+    configs = {}
+    for method in args.methods.split(","):
+        for variant in args.variants.split(","):
+            config = preset(f"{method}-smollm2").replace(**VARIANTS[variant])
+            configs[method.upper() + variant] = config.replace(v_num_grad_steps=args.steps) if args.steps else config
+    layers = sorted({l for c in configs.values() for l in c.layers})
+    stats = compute_covariance(model, tok, layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
+                               max_tokens=args.tokens)
+    moments = {l: s.second_moment for l, s in stats.items()}
+    templates = generate_context_templates(model, tok, 5, 10, seed=0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "ablation.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    results = saved.get("results", {})
+    for name, config in configs.items():
+        if len(results.get(name, [])) == len(batches):
+            continue
+        results[name] = run_configuration(model, tok, config, moments, templates, batches)
+        document = {"args": {k: str(v) for k, v in vars(args).items()}, "configs": {n: c.to_dict() for n, c in configs.items()},
+                    "results": results}
+        atomic_write_text(path, json.dumps(document, indent=1))
+    marks = sorted({1, *range(2, len(batches) + 1, max(1, len(batches) // 5)), len(batches)})
+    atomic_write_text(args.out / "ablation.md", markdown(results, marks))
+    print(markdown(results, marks))
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,7 @@ from wdsp_cli.config import preset  # noqa: E402
 from wdsp_cli.corpus import open_corpus  # noqa: E402
 from wdsp_cli.covariance import compute_covariance  # noqa: E402
 from wdsp_cli.deltas import WeightState  # noqa: E402
-from wdsp_cli.editing import edit_batch  # noqa: E402
+from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
 from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
 from wdsp_cli.metrics import harmonic_mean  # noqa: E402
 from wdsp_cli.models import load_model  # noqa: E402
@@ -41,7 +41,7 @@ VARIANTS = {"": {}, "+WD": {"wd": True}, "+SP": {"sp": True}, "+WD+SP": {"wd": T
 
 def run_configuration(model, tok, config, moments, templates, batches) -> list[dict]:
     state = WeightState(model)
-    snapshot = state.snapshot(f"model.layers.{l}.mlp.down_proj" for l in config.layers)
+    snapshot = state.snapshot(edited_modules(model, config))
     rows = []
     try:
         for t, requests in enumerate(batches, start=1):

@@ -25,7 +25,7 @@ from wdsp_cli.config import preset  # noqa: E402
 from wdsp_cli.corpus import model_samples_corpus, open_corpus  # noqa: E402
 from wdsp_cli.covariance import compute_covariance  # noqa: E402
 from wdsp_cli.deltas import WeightState  # noqa: E402
-from wdsp_cli.editing import edit_batch  # noqa: E402
+from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
 from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
 from wdsp_cli.models import load_model  # noqa: E402
 from wdsp_cli.prompts import generate_context_templates  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> None:
         stats_s = time.perf_counter() - t
         moments = {l: s.second_moment for l, s in stats.items()}
         state = WeightState(model)
-        snapshot = state.snapshot(f"model.layers.{l}.mlp.down_proj" for l in config.layers)
+        snapshot = state.snapshot(edited_modules(model, config))
         edit_batch(model, tok, requests, config, moments, templates, state)
         metrics = evaluate_counterfact(model, tok, requests)
         state.restore(snapshot)

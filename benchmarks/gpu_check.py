@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from wdsp_cli.config import preset  # noqa: E402
 from wdsp_cli.covariance import compute_covariance  # noqa: E402
 from wdsp_cli.deltas import WeightState  # noqa: E402
-from wdsp_cli.editing import edit_batch  # noqa: E402
+from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
 from wdsp_cli.evaluation import score_targets  # noqa: E402
 from wdsp_cli.prompts import generate_context_templates  # noqa: E402
 from wdsp_cli.requests import EditRequest  # noqa: E402
@@ -92,7 +92,7 @@ def main() -> None:
     for name in ("memit-smollm2", "pmet-smollm2"):
         config = preset(name)
         state = WeightState(model)
-        snapshot = state.snapshot(f"model.layers.{l}.mlp.down_proj" for l in config.layers)
+        snapshot = state.snapshot(edited_modules(model, config))
         before, _ = score_targets(model, tok, prompts, targets)
         clock = time.perf_counter()
         edit = edit_batch(model, tok, requests, config, moments, templates, state)

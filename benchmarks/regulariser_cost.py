@@ -22,7 +22,7 @@ from wdsp_cli.config import preset  # noqa: E402
 from wdsp_cli.corpus import open_corpus  # noqa: E402
 from wdsp_cli.covariance import compute_covariance  # noqa: E402
 from wdsp_cli.deltas import WeightState  # noqa: E402
-from wdsp_cli.editing import edit_batch  # noqa: E402
+from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
 from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
 from wdsp_cli.models import load_model  # noqa: E402
 from wdsp_cli.prompts import generate_context_templates  # noqa: E402
@@ -51,7 +51,7 @@ def main() -> None:
         for variant in args.variants.split(","):
             config = preset(f"{method}-smollm2").replace(**VARIANTS[variant])
             state = WeightState(model)
-            snapshot = state.snapshot(f"model.layers.{l}.mlp.down_proj" for l in config.layers)
+            snapshot = state.snapshot(edited_modules(model, config))
             clock = time.perf_counter()
             edit = edit_batch(model, tok, requests, config, moments, templates, state)
             seconds = time.perf_counter() - clock

@@ -26,7 +26,7 @@ from wdsp_cli.config import EditConfig  # noqa: E402
 from wdsp_cli.corpus import open_corpus  # noqa: E402
 from wdsp_cli.covariance import compute_covariance, load_layer_statistics, save_layer_statistics  # noqa: E402
 from wdsp_cli.deltas import WeightState  # noqa: E402
-from wdsp_cli.editing import edit_batch  # noqa: E402
+from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
 from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
 from wdsp_cli.models import load_model  # noqa: E402
 from wdsp_cli.prompts import generate_context_templates  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> None:
         config = EditConfig(method=args.method, layers=layers, mom2_update_weight=lam, clamp_norm_factor=clamp,
                             v_lr=lr, v_num_grad_steps=steps, kl_factor=kl)
         state = WeightState(model)
-        snapshot = state.snapshot([f"model.layers.{l}.mlp.down_proj" for l in layers])
+        snapshot = state.snapshot(edited_modules(model, config))
         t = time.perf_counter()
         edit = edit_batch(model, tok, requests, config, covs, templates, state)
         seconds = time.perf_counter() - t

@@ -10,7 +10,7 @@ import torch
 
 from wdsp_cli.config import preset
 from wdsp_cli.deltas import WeightState
-from wdsp_cli.editing import edit_batch
+from wdsp_cli.editing import edit_batch, edited_modules
 from wdsp_cli.evaluation import evaluate_counterfact
 from wdsp_cli.prompts import generate_context_templates
 from wdsp_cli.requests import load_requests
@@ -47,7 +47,7 @@ def test_twenty_counterfact_edits_land_and_neighbours_stay(smollm2, moments, dat
     templates = generate_context_templates(model, tok, config.context_template_count,
                                            config.context_template_length, config.seed)
     state = WeightState(model)
-    snapshot = state.snapshot(f"model.layers.{l}.mlp.down_proj" for l in config.layers)
+    snapshot = state.snapshot(edited_modules(model, config))
     try:
         edit = edit_batch(model, tok, requests, config, moments, templates, state)
         after = evaluate_counterfact(model, tok, requests)

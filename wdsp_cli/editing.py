@@ -3,6 +3,7 @@
 Public API:
     BatchEdit             the diff, the optimised residuals and a report
     edit_batch(model, tokenizer, requests, config, second_moments, context_templates, state=None)
+    edited_modules(model, config)  the weights an edit touches
 
 Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n:
   1. optimise the target values Z at the z-layer l_n (``residuals.optimise_residuals``);
@@ -48,6 +49,12 @@ class BatchEdit:
     report: dict = field(default_factory=dict)
 
 
+def edited_modules(model, config: EditConfig) -> list[str]:
+    """Names of the MLP output projections ``config`` edits in ``model`` (for snapshots)."""
+    template = template_for(model)
+    return [template.mlp_out_name(l) for l in config.layers]
+
+
 def wd_regulariser(config: EditConfig, points: Sequence[str]) -> WassersteinRegulariser | None:
     """The WD term the config asks for (PMET: on delta_mlp, the last point, unless wd_points="all")."""
     if not config.wd:
@@ -84,7 +91,7 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     spec = method_spec(config.method)
     template = template_for(model)
     state = state or WeightState(model)
-    modules = [template.mlp_out_name(l) for l in config.layers]
+    modules = edited_modules(model, config)
     timings: dict[str, float] = {"optimise": 0.0, "keys": 0.0, "solve": 0.0, "apply": 0.0}
 
     clock = time.perf_counter()

@@ -85,15 +85,6 @@ class TokenRows:
     attention_mask: torch.Tensor
     lengths: torch.Tensor
 
-    def to(self, device) -> TokenRows:
-        return TokenRows(self.input_ids.to(device), self.attention_mask.to(device), self.lengths.to(device))
-
-    def select(self, rows: torch.Tensor) -> TokenRows:
-        """Rows ``rows`` only, trimmed to their longest length."""
-        lengths = self.lengths[rows]
-        width = int(lengths.max())
-        return TokenRows(self.input_ids[rows, :width], self.attention_mask[rows, :width], lengths)
-
 
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> TokenRows:
     width = max(len(r) for r in rows)

@@ -3,11 +3,16 @@ batches) with MEMIT and PMET, each plain, +WD, +SP and +WD+SP; every batch is ev
 after its own edit (efficacy, generalisation, locality success and Score, CounterFact).
 
     .venv/bin/python benchmarks/ablation.py --batch 20 --iterations 10 --out docs/ablation
+    ... --variant "+WD(dirac,pow10)=wd:true,wd_mode:dirac,wd_scale:pow10" --methods memit
+
 
 Writes <out>/ablation.json (every figure, seconds per batch) and <out>/ablation.md (Score at
 selected iterations and the average, in the paper's layout; average ES/PS/NS). Records are
 taken in order from counterfact_rome.jsonl at --offset. Statistics: WikiText-2, --tokens tokens.
-A run that already has a configuration's rows in ablation.json skips it (resume by rerunning).
+A configuration whose rows ablation.json already holds, with the same settings, is skipped
+(resume by rerunning).
+Each row also records the mean norm of the optimised deltas at the target point and, with SP,
+the mean realised density.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from overrides import parse_variant  # noqa: E402
 from wdsp_cli.atomic import atomic_write_text  # noqa: E402
 from wdsp_cli.config import preset  # noqa: E402
 from wdsp_cli.corpus import open_corpus  # noqa: E402
@@ -46,10 +53,14 @@ def run_configuration(model, tok, config, moments, templates, batches) -> list[d
     try:
         for t, requests in enumerate(batches, start=1):
             clock = time.perf_counter()
-            edit_batch(model, tok, requests, config, moments, templates, state, iteration=t)
+            edit = edit_batch(model, tok, requests, config, moments, templates, state, iteration=t)
             seconds = time.perf_counter() - clock
             metrics = evaluate_counterfact(model, tok, requests)
+            norms = list(edit.report["delta_norm"].values())[-1]
+            sp = edit.report["sp"]
             rows.append({"iteration": t, "seconds": round(seconds, 2),
+                         "delta_norm": round(sum(norms) / len(norms), 4),
+                         "sp_density": round(sum(sp["density"]) / len(sp["density"]), 4) if sp else None,
                          **{k: round(v, 2) for k, v in metrics.items()}})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     finally:
@@ -80,7 +91,8 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--methods", default="memit,pmet")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="built-in variants ('' = plain)")
+    ap.add_argument("--variant", action="append", default=[], help="NAME=field:value,... (repeatable)")
     ap.add_argument("--tokens", type=int, default=50_000)
     ap.add_argument("--steps", type=int, help="override v_num_grad_steps (quick trials)")
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -90,10 +102,12 @@ def main() -> None:
     records = load_requests(DATA / "counterfact" / "counterfact_rome.jsonl", offset=args.offset,
                             limit=args.batch * args.iterations)
     batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
+    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
+    variants.update(parse_variant(spec) for spec in args.variant)
     configs = {}
     for method in args.methods.split(","):
-        for variant in args.variants.split(","):
-            config = preset(f"{method}-smollm2").replace(**VARIANTS[variant])
+        for variant, overrides in variants.items():
+            config = preset(f"{method}-smollm2").replace(**overrides)
             configs[method.upper() + variant] = config.replace(v_num_grad_steps=args.steps) if args.steps else config
     layers = sorted({l for c in configs.values() for l in c.layers})
     stats = compute_covariance(model, tok, layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
@@ -105,11 +119,11 @@ def main() -> None:
     saved = json.loads(path.read_text()) if path.exists() else {}
     results = saved.get("results", {})
     for name, config in configs.items():
-        if len(results.get(name, [])) == len(batches):
+        if len(results.get(name, [])) == len(batches) and saved.get("configs", {}).get(name) == config.to_dict():
             continue
         results[name] = run_configuration(model, tok, config, moments, templates, batches)
-        document = {"args": {k: str(v) for k, v in vars(args).items()}, "configs": {n: c.to_dict() for n, c in configs.items()},
-                    "results": results}
+        all_configs = {**saved.get("configs", {}), **{n: c.to_dict() for n, c in configs.items()}}
+        document = {"args": {k: str(v) for k, v in vars(args).items()}, "configs": all_configs, "results": results}
         atomic_write_text(path, json.dumps(document, indent=1))
     marks = sorted({1, *range(2, len(batches) + 1, max(1, len(batches) // 5)), len(batches)})
     atomic_write_text(args.out / "ablation.md", markdown(results, marks))

@@ -2,8 +2,11 @@
 edited from the base model, same run (issue 3's cost figures).
 
     .venv/bin/python benchmarks/regulariser_cost.py --count 20 --methods memit
+    .venv/bin/python benchmarks/regulariser_cost.py --variants none \
+        --variant wd-exact-w0.1=wd:true,wd_mode:exact,wd_weight:0.1
 
 Prints one JSON line per variant: seconds (total and per phase), ES/PS/NS/Score of the batch.
+``--variant NAME=field:value,...`` adds a variant of EditConfig overrides (values parsed as JSON).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from overrides import parse_variant  # noqa: E402
 from wdsp_cli.config import preset  # noqa: E402
 from wdsp_cli.corpus import open_corpus  # noqa: E402
 from wdsp_cli.covariance import compute_covariance  # noqa: E402
@@ -39,7 +44,10 @@ def main() -> None:
     ap.add_argument("--methods", default="memit,pmet")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--tokens", type=int, default=20_000)
+    ap.add_argument("--variant", action="append", default=[], help="NAME=field:value,... (repeatable)")
     args = ap.parse_args()
+    variants = {name: VARIANTS[name] for name in args.variants.split(",") if name}
+    variants.update(parse_variant(spec) for spec in args.variant)
     model, tok = load_model("smollm2-135m-instruct")
     requests = load_requests(DATA / "counterfact" / "counterfact_rome.jsonl", offset=args.offset, limit=args.count)
     layers = sorted(set(preset("memit-smollm2").layers) | set(preset("pmet-smollm2").layers))
@@ -48,8 +56,8 @@ def main() -> None:
     moments = {l: s.second_moment for l, s in stats.items()}
     templates = generate_context_templates(model, tok, 5, 10, seed=0)
     for method in args.methods.split(","):
-        for variant in args.variants.split(","):
-            config = preset(f"{method}-smollm2").replace(**VARIANTS[variant])
+        for variant, overrides in variants.items():
+            config = preset(f"{method}-smollm2").replace(**overrides)
             state = WeightState(model)
             snapshot = state.snapshot(edited_modules(model, config))
             clock = time.perf_counter()

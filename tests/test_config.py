@@ -30,3 +30,11 @@ def test_unknown_fields_and_presets_get_hints():
     with pytest.raises(InputError, match="choose one of"):
         preset("nope")
     assert PRESETS["memit-gptj"].layers == (3, 4, 5, 6, 7, 8) and PRESETS["pmet-gptj"].method == "pmet"
+
+
+def test_wd_weight_defaults_per_scale_and_explicit_weight_wins():
+    assert EditConfig(wd=True).wd_lambda_weight == 0.01
+    assert EditConfig(wd=True, wd_scale="pow10").wd_lambda_weight == 1.0
+    assert EditConfig(wd=True, wd_weight=0.5).wd_lambda_weight == 0.5
+    with pytest.raises(InputError, match="wd_weight"):
+        EditConfig(wd_weight=-1.0)

@@ -60,7 +60,7 @@ def wd_regulariser(config: EditConfig, points: Sequence[str]) -> WassersteinRegu
     if not config.wd:
         return None
     chosen = tuple(points) if config.wd_points == "all" else (points[-1],)
-    return WassersteinRegulariser(mode=config.wd_mode, scale=config.wd_scale, weight=config.wd_weight,
+    return WassersteinRegulariser(mode=config.wd_mode, scale=config.wd_scale, weight=config.wd_lambda_weight,
                                   points=chosen, reg=config.wd_reg,
                                   counts_for_stopping=config.wd_counts_for_stopping)
 

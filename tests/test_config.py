@@ -38,3 +38,16 @@ def test_wd_weight_defaults_per_scale_and_explicit_weight_wins():
     assert EditConfig(wd=True, wd_weight=0.5).wd_lambda_weight == 0.5
     with pytest.raises(InputError, match="wd_weight"):
         EditConfig(wd_weight=-1.0)
+
+
+def test_default_config_for_known_models_and_the_depth_rule():
+    from wdsp_cli.config import default_config_for
+
+    assert default_config_for("llama", 30, "pmet", 576) == preset("pmet-smollm2")
+    assert default_config_for("gptj", 28, "memit") == preset("memit-gptj")
+    assert default_config_for("llama", 32, "memit", 4096) == preset("memit-llama3-8b")
+    assert default_config_for("llama", 4, "memit", 64).layers == (1, 2)   # tiny test models
+    assert default_config_for("mistral", 40, "memit", 5120).layers == (5, 6, 7, 8, 9)
+    assert default_config_for("gpt2", 1, "memit").layers == (0,)
+    with pytest.raises(InputError, match="unknown method"):
+        default_config_for("llama", 30, "rome")

@@ -66,3 +66,22 @@ def test_evaluate_counterfact_uses_each_neighbours_own_answer(tiny_model, tokeni
     nll, _ = score_targets(tiny_model, tokenizer, ["The capital of Germany is"] * 2, ["Berlin", "Rome"])
     assert out["locality"] == (100.0 if nll[0] < nll[1] else 0.0)
     assert set(out) >= {"efficacy", "generalization", "locality", "score"}
+
+
+def test_accuracy_protocol_is_token_top1_without_old_targets(tokenizer):
+    from tiny_models import tiny_llama
+
+    from wdsp_cli.evaluation import evaluate_requests, score_targets
+    from wdsp_cli.requests import EditRequest, LocalityProbe
+
+    model = tiny_llama()
+    requests = [EditRequest("The capital of {} is", "France", "Berlin", paraphrases=("France has a capital,",),
+                            neighbours=(LocalityProbe("Apple was founded by", "Steve Jobs"),)),
+                EditRequest("{} plays for", "Lionel Messi", "Argentina")]
+    out = evaluate_requests(model, tokenizer, requests)
+    assert out["protocol"] == "accuracy"
+    _, top1 = score_targets(model, tokenizer, ["The capital of France is", "Lionel Messi plays for"],
+                            ["Berlin", "Argentina"])
+    assert out["efficacy"] == pytest.approx(100 * float(top1.mean()))
+    _, loc = score_targets(model, tokenizer, ["Apple was founded by"], ["Steve Jobs"])
+    assert out["locality"] == pytest.approx(100 * float(loc[0]))

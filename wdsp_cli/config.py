@@ -171,3 +171,29 @@ def preset(name: str) -> EditConfig:
         return PRESETS[name]
     except KeyError:
         raise InputError(f"unknown preset {name!r}", hint=f"choose one of {', '.join(sorted(PRESETS))}") from None
+
+
+def default_config_for(model_type: str, num_layers: int, method: str = "memit",
+                       hidden_size: int | None = None) -> EditConfig:
+    """The configuration to start from for a model: a matching preset, else MEMIT's depth rule.
+
+    SmolLM2-135M (llama, 30 layers, hidden 576) -> ``{method}-smollm2``; GPT-J (28 layers) ->
+    ``{method}-gptj`` (PMET) or ``memit-gptj``; GPT-2 XL (48 layers) -> ``memit-gpt2-xl``; Llama 3 8B
+    (32 layers, hidden 4096) -> ``memit-llama3-8b``. Any other model: the SmolLM2 preset of the
+    method with its layers moved to the same relative depth (layers 4-8 of 30 start at 13%),
+    min(5, num_layers // 2) consecutive layers (at least one).
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+    if num_layers < 1:
+        raise InputError(f"a model with {num_layers} layers cannot be edited", hint="check the model's config")
+    named = {("llama", 30, 576): "smollm2", ("gptj", 28, None): "gptj", ("gpt2", 48, None): "gpt2-xl",
+             ("llama", 32, 4096): "llama3-8b"}
+    for (kind, depth, width), suffix in named.items():
+        if kind == model_type and depth == num_layers and width in (None, hidden_size):
+            if f"{method}-{suffix}" in PRESETS:
+                return PRESETS[f"{method}-{suffix}"]
+    base = PRESETS[f"{method}-smollm2"]
+    count = max(1, min(5, num_layers // 2))
+    start = min(round(0.13 * num_layers), num_layers - count)
+    return base.replace(layers=tuple(range(start, start + count)))

@@ -74,13 +74,14 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
                state: WeightState | None = None, regulariser: Regulariser | None = None,
                transform: Callable[[ResidualResult], ResidualResult] | None = None,
-               iteration: int = 1) -> BatchEdit:
+               iteration: int = 1, on_step: Callable[[int, int], None] | None = None) -> BatchEdit:
     """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
 
     second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
     regulariser: overrides the WD term built from ``config``.
     transform: applied to the optimised residuals before SP and spreading.
     iteration: the iteration number (seeds SP's dropout).
+    on_step(step, still_active): progress of the target optimisation.
     """
     if not requests:
         raise EditError("no requests to edit", hint="give at least one request")
@@ -98,7 +99,8 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt)
     points = spec.points(template, config.z_layer)
     regulariser = regulariser or wd_regulariser(config, points)
-    result = optimise_residuals(model, prompts, points, OptimisationSettings.from_config(config), regulariser)
+    result = optimise_residuals(model, prompts, points, OptimisationSettings.from_config(config), regulariser,
+                                on_step)
     if transform is not None:
         result = transform(result)
     timings["optimise"] = time.perf_counter() - clock

@@ -43,3 +43,20 @@ class EditError(WdspError):
     """An edit cannot be computed or would be unsafe to apply (e.g. non-finite)."""
 
     exit_code = 5
+
+
+class WorkspaceError(WdspError):
+    """The workspace is missing, of another model, of a newer schema, or the iteration asked for is not in it."""
+
+    exit_code = 6
+
+
+class WorkspaceBusy(WdspError):
+    """Another command is changing the workspace right now (its lock is held)."""
+
+    exit_code = 7
+
+
+#: Exit codes of the ``wdsp`` command (docs/cli.md): 0 success, 1 unexpected error, 130 interrupted.
+EXIT_CODES = {cls.__name__: cls.exit_code for cls in
+              (WdspError, InputError, ModelError, StatisticsError, EditError, WorkspaceError, WorkspaceBusy)}

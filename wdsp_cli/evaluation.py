@@ -3,6 +3,8 @@
 Public API:
     score_targets(model, tokenizer, prompts, targets, batch_size=64) -> (mean_nll [N], top1 [N])
     evaluate_counterfact(model, tokenizer, requests, batch_size=64) -> dict of metrics
+    evaluate_accuracy(model, tokenizer, requests, batch_size=64) -> dict of metrics (zsRE protocol)
+    evaluate_requests(model, tokenizer, requests, batch_size=64) -> the one of the two that applies
 
 A pair (prompt, target) is scored teacher-forced on ``tokens(prompt) + tokens(" " + target)``
 (the prompt with the tokenizer's special tokens, e.g. a BOS; the target without),
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .metrics import counterfact_metrics
+from .metrics import counterfact_metrics, harmonic_mean
 from .prompts import pad_rows
 from .requests import EditRequest
 from .residuals import target_token_ids
@@ -84,3 +86,32 @@ def evaluate_counterfact(model, tokenizer, requests: Sequence[EditRequest], batc
     p_new, p_true, p_req = split("para")
     n_new, n_true, n_req = split("neigh")
     return counterfact_metrics(rw_new, rw_true, p_new, p_true, p_req, n_new, n_true, n_req)
+
+
+def evaluate_accuracy(model, tokenizer, requests: Sequence[EditRequest], batch_size: int = 64) -> dict:
+    """Token-level top-1 accuracy (%) of target_new on the rewrite prompts (efficacy) and the
+    paraphrases (generalization), and of each neighbour's answer (locality); Score = their
+    harmonic mean. Needs no ``target_true`` (the zsRE protocol)."""
+    prompts, targets, kinds = [], [], []
+    for r in requests:
+        for kind, text, target in ([("efficacy", r.rewrite_prompt, r.target_new)]
+                                   + [("generalization", p, r.target_new) for p in r.paraphrases]
+                                   + [("locality", n.prompt, n.answer) for n in r.neighbours]):
+            prompts.append(text)
+            targets.append(target)
+            kinds.append(kind)
+    _, top1 = score_targets(model, tokenizer, prompts, targets, batch_size)
+    out = {}
+    for kind in ("efficacy", "generalization", "locality"):
+        values = [float(a) for a, k in zip(top1, kinds) if k == kind]
+        out[kind] = 100.0 * sum(values) / len(values) if values else float("nan")
+    out["score"] = harmonic_mean([out["efficacy"], out["generalization"], out["locality"]])
+    return out
+
+
+def evaluate_requests(model, tokenizer, requests: Sequence[EditRequest], batch_size: int = 64) -> dict:
+    """CounterFact metrics (``protocol`` "counterfact") when every request has ``target_true``,
+    else token accuracy (``protocol`` "accuracy")."""
+    if requests and all(r.target_true is not None for r in requests):
+        return {"protocol": "counterfact", **evaluate_counterfact(model, tokenizer, requests, batch_size)}
+    return {"protocol": "accuracy", **evaluate_accuracy(model, tokenizer, requests, batch_size)}

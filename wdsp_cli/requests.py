@@ -10,6 +10,7 @@ Public API
     ``load_requests(path, format="auto", *, limit=None, offset=0) -> list[EditRequest]``
     ``detect_format(record) -> str``             the format a decoded record is written in.
     ``FORMATS``                                  the accepted format names (``"auto"`` excluded).
+    ``request_to_dict(r)`` / ``request_from_dict(d)``  an exact JSON round trip (workspace storage).
 
 Files are JSONL (one object a line; blank lines and lines starting with ``#`` or ``//`` are skipped)
 or, when the first non-blank character is ``[``, one JSON array (EasyEdit and MEND ship arrays); the
@@ -44,7 +45,8 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["FORMATS", "EditRequest", "LocalityProbe", "detect_format", "load_requests"]
+__all__ = ["FORMATS", "EditRequest", "LocalityProbe", "detect_format", "load_requests", "request_from_dict",
+           "request_to_dict"]
 
 _FORMAT_DOC = "docs/facts-format.md"
 _PROTOCOLS = ("counterfact", "zsre", "facts")
@@ -122,6 +124,22 @@ class EditRequest:
     def rewrite_prompt(self) -> str:
         """The prompt with the subject filled in (``str.replace``: prompts may hold other braces)."""
         return self.prompt.replace("{}", self.subject)
+
+
+def request_to_dict(request: EditRequest) -> dict:
+    """Every field of ``request`` as JSON types; ``request_from_dict`` inverts it exactly."""
+    return {"prompt": request.prompt, "subject": request.subject, "target_new": request.target_new,
+            "target_true": request.target_true, "paraphrases": list(request.paraphrases),
+            "neighbours": [{"prompt": n.prompt, "answer": n.answer} for n in request.neighbours],
+            "request_id": request.request_id, "source": request.source, "protocol": request.protocol}
+
+
+def request_from_dict(data: dict) -> EditRequest:
+    try:
+        return EditRequest(**{**data, "paraphrases": tuple(data.get("paraphrases", ())),
+                              "neighbours": tuple(LocalityProbe(**n) for n in data.get("neighbours", ()))})
+    except TypeError as exc:
+        raise InputError(f"malformed stored request: {exc}", "the workspace file was edited by hand") from None
 
 
 # --- per-format parsers: (record, "path:line") -> EditRequest; errors get path:line in load_requests ---

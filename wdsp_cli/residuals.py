@@ -46,7 +46,7 @@ and losses stay float32.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -406,9 +406,11 @@ def _clamp_rows(delta: torch.Tensor, init: torch.Tensor, factor: float) -> torch
 
 
 def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], settings: OptimisationSettings,
-                       extra_loss: Regulariser | None = None) -> ResidualResult:
+                       extra_loss: Regulariser | None = None,
+                       on_step: Callable[[int, int], None] | None = None) -> ResidualResult:
     """Optimise delta_p,i for all requests at once (see module docstring). Model weights are
-    not changed; gradients flow only to the deltas."""
+    not changed; gradients flow only to the deltas. ``on_step(step, still_active)`` is called
+    after each forward pass (step = 1..v_num_grad_steps)."""
     device = next(model.parameters()).device
     n = prompts.num_requests
     dim = model.get_output_embeddings().weight.shape[1]
@@ -450,6 +452,8 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
         final_nll[requests] = nll.detach().cpu()
         done = (stop_loss.detach() < settings.early_stop_loss).cpu()
         active[requests[done]] = False
+        if on_step is not None:
+            on_step(step + 1, int(active.sum()))
         if step == settings.v_num_grad_steps - 1 or bool(done.all()):
             break
         keep = (~done).nonzero().squeeze(1)

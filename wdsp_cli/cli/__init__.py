@@ -15,6 +15,7 @@ app = typer.Typer(
     "with a Wasserstein distance constraint (WD) and update sparsification (SP).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 
 
@@ -28,8 +29,35 @@ def _version(value: bool) -> None:
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does (stderr)."),
 ) -> None:
-    """wdsp: batched, iterative knowledge editing."""
+    """wdsp: batched, iterative knowledge editing.
+
+    A workspace (-w DIR, $WDSP_WORKSPACE, or the current folder) holds one model's editing
+    history. A weekly cycle: wdsp init; wdsp covariance; then wdsp edit FACTS.jsonl and
+    wdsp evaluate; wdsp rollback N undoes. Exit codes: 0 ok, 1 unexpected error, 2 bad input,
+    3 model, 4 statistics, 5 edit refused, 6 workspace, 7 workspace busy, 130 interrupted.
+    """
+    from .common import setup_logging
+
+    setup_logging(verbose)
+
+
+def _register() -> None:
+    from .covariance import covariance
+    from .edit import edit
+    from .evaluate import evaluate
+    from .export import export
+    from .init import init
+    from .probe import probe
+    from .rollback import rollback
+    from .status import status
+
+    for command in (init, covariance, edit, evaluate, rollback, status, probe, export):
+        app.command(command.__name__)(command)
+
+
+_register()
 
 
 def main() -> None:

@@ -1,0 +1,265 @@
+"""The command line on a tiny Llama saved to a folder: init, covariance, edit, evaluate,
+rollback, status, probe, export; --json documents; errors leave the workspace unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+from workspace_helpers import make_model_dir, tree_digest, write_corpus, write_facts
+
+from wdsp_cli.cli import app
+
+FAST = ["--steps", "4"]
+
+
+def wdsp(*args, code: int = 0):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return result
+
+
+def as_json(result) -> dict:
+    return json.loads(result.stdout)  # stdout holds exactly one JSON document
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("model") / "tiny-llama")
+
+
+@pytest.fixture()
+def ready(tmp_path, model_dir):
+    """A workspace with statistics, plus a facts file and a corpus."""
+    ws = tmp_path / "ws"
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    wdsp("init", "--model", model_dir, "-w", ws)
+    wdsp("covariance", "-w", ws, "--corpus", corpus, "--tokens", 2000)
+    return ws, write_facts(tmp_path / "facts.jsonl"), corpus
+
+
+def weights(ws, iteration=None):
+    from wdsp_cli.checkout import checkout
+    from wdsp_cli.workspace import Workspace
+
+    model = checkout(Workspace.open(ws), iteration).model
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_covariance_edit_evaluate_status_as_json(ready, model_dir):
+    ws, facts, corpus = ready
+    again = as_json(wdsp("covariance", "-w", ws, "--corpus", corpus, "--tokens", 2000, "--json"))
+    assert again["computed"] == [] and again["reused"] == [1, 2]
+    report = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 4, *FAST, "--json"))
+    assert [it["iteration"] for it in report["iterations"]] == [1, 2] and report["head"] == 2
+    assert [it["requests"] for it in report["iterations"]] == [4, 2]
+    evaluation = as_json(wdsp("evaluate", "-w", ws, "--json"))
+    assert evaluation["iteration"] == 2 and evaluation["latest"]["requests"] == 2
+    assert evaluation["all"]["requests"] == 6 and 0 <= evaluation["all"]["efficacy"] <= 100
+    status = as_json(wdsp("status", "-w", ws, "--json"))
+    assert status["head"] == 2 and [s["layer"] for s in status["statistics"]] == [1, 2]
+    assert status["iterations"][1]["score"] == evaluation["latest"]["score"]
+    human = wdsp("status", "-w", ws)
+    assert "HEAD = 2" in human.stdout
+
+
+def test_workspace_from_environment_variable(ready, monkeypatch):
+    ws, _, _ = ready
+    monkeypatch.setenv("WDSP_WORKSPACE", str(ws))
+    assert as_json(wdsp("status", "--json"))["workspace"] == str(ws)
+
+
+def test_model_at_t_is_base_plus_diffs_in_float32_cast_once(ready):
+    from wdsp_cli.architectures import module_by_name, weight_out_in
+    from wdsp_cli.checkout import load_base
+    from wdsp_cli.workspace import Workspace
+
+    ws, facts, _ = ready
+    wdsp("edit", facts, "-w", ws, "--batch-size", 2, *FAST)
+    workspace = Workspace.open(ws)
+    model, _ = load_base(workspace)
+    expected = {}
+    for t in (1, 2, 3):
+        for update in workspace.diff(t).updates:
+            base = weight_out_in(module_by_name(model, update.module)).detach().float()
+            expected[update.module] = expected.get(update.module, base.clone()) + update.dense()
+    edited = weights(ws, 3)
+    for module, value in expected.items():
+        key = next(k for k in edited if k.startswith(module) and k.endswith("weight"))
+        stored = edited[key] if edited[key].shape == value.shape else edited[key].T
+        assert torch.equal(stored, value.to(stored.dtype))
+
+
+def test_rollback_equals_a_run_that_stopped_there_then_forward_and_edit_again(ready, tmp_path, model_dir):
+    ws, facts, corpus = ready
+    wdsp("edit", facts, "-w", ws, "--batch-size", 2, *FAST)  # iterations 1-3
+    after_three = weights(ws)
+    out = as_json(wdsp("rollback", 1, "-w", ws, "--json"))
+    assert out == {"head": 1, "previous_head": 3, "kept_after_head": [2, 3]}
+    only_one = tmp_path / "only-one"
+    wdsp("init", "--model", model_dir, "-w", only_one)
+    wdsp("covariance", "-w", only_one, "--corpus", corpus, "--tokens", 2000)
+    wdsp("edit", facts, "-w", only_one, "--batch-size", 2, "--limit", 2, *FAST)
+    assert same(weights(ws), weights(only_one))
+    assert not same(weights(ws), after_three)
+    wdsp("rollback", 3, "-w", ws)  # forward again: nothing was lost
+    assert same(weights(ws), after_three)
+    wdsp("rollback", 1, "-w", ws)
+    other = write_facts(tmp_path / "other.jsonl", 3)
+    report = as_json(wdsp("edit", other, "-w", ws, "--batch-size", 3, *FAST, "--json"))
+    assert report["archived"] == [2, 3] and report["iterations"][0]["iteration"] == 2
+    assert len(list((ws / "archive").glob("*/000003/record.json"))) == 1
+    status = as_json(wdsp("status", "-w", ws, "--json"))
+    assert [it["iteration"] for it in status["iterations"]] == [1, 2] and status["archived_sets"]
+
+
+def test_rerunning_a_finished_job_does_nothing_and_no_resume_edits_again(ready):
+    ws, facts, _ = ready
+    wdsp("edit", facts, "-w", ws, "--batch-size", 3, *FAST)
+    again = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 3, *FAST, "--json"))
+    assert again["iterations"] == [] and again["head"] == 2
+    wdsp("rollback", 1, "-w", ws)
+    forward = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 3, *FAST, "--json"))
+    assert forward["fast_forwarded"] == [2] and forward["iterations"] == [] and forward["head"] == 2
+    fresh = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 3, *FAST, "--no-resume", "--json"))
+    assert [it["iteration"] for it in fresh["iterations"]] == [3, 4]
+
+
+def test_diff_is_factor_form_and_status_reports_its_size(ready):
+    ws, facts, _ = ready
+    report = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST, "--json"))
+    it = report["iterations"][0]
+    d_in, d_out, layers, b = 128, 64, 2, 6
+    assert it["factor_bytes"] == layers * (d_in + d_out) * b * 4
+    assert it["dense_bytes"] == layers * d_in * d_out * 4
+    assert it["factor_bytes"] < it["diff_bytes"] < it["factor_bytes"] + 4096  # + the safetensors header
+    assert as_json(wdsp("status", "-w", ws, "--json"))["iterations"][0]["diff_bytes"] == it["diff_bytes"]
+
+
+def test_probe_shows_base_and_head_side_by_side(ready):
+    ws, facts, _ = ready
+    wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST)
+    out = as_json(wdsp("probe", "The capital of France is", "-w", ws, "--base", "--top", 3,
+                       "--max-new-tokens", 4, "--json"))
+    assert [r["iteration"] for r in out["results"]] == [0, 1]
+    for row in out["results"]:
+        assert len(row["top"]) == 3 and 0 < row["top"][0]["probability"] <= 1
+    assert out["results"][0]["top"] != out["results"][1]["top"]
+    assert "HEAD" in wdsp("probe", "The capital of France is", "-w", ws, "--base").stdout
+
+
+def test_export_loads_with_plain_transformers(ready, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    ws, facts, _ = ready
+    wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST)
+    out = as_json(wdsp("export", tmp_path / "exported", "-w", ws, "--json"))
+    loaded = AutoModelForCausalLM.from_pretrained(out["path"])
+    assert same({k: v for k, v in loaded.state_dict().items()}, weights(ws))
+    wdsp("export", tmp_path / "exported", "-w", ws, code=2)  # never overwrites
+
+
+def test_a_second_mutating_command_fails_at_once(ready):
+    from wdsp_cli.workspace import Workspace
+
+    ws, facts, _ = ready
+    with Workspace.open(ws).lock("a test"):
+        result = wdsp("edit", facts, "-w", ws, *FAST, code=7)
+        assert "being changed by `a test`" in result.stderr
+        wdsp("rollback", 0, "-w", ws, code=7)
+    wdsp("rollback", 0, "-w", ws)
+
+
+def test_a_different_base_model_is_refused(ready, tmp_path):
+    ws, facts, _ = ready
+    info = json.loads((ws / "workspace.json").read_text())
+    other = make_model_dir(tmp_path / "other-model", seed=1)
+    info["model"]["source"]["source"] = str(other)
+    (ws / "workspace.json").write_text(json.dumps(info))
+    before = tree_digest(ws)
+    result = wdsp("edit", facts, "-w", ws, *FAST, code=3)
+    assert "not this workspace's base model" in result.stderr and "Hint:" in result.stderr
+    assert tree_digest(ws) == before
+
+
+def test_a_newer_schema_is_refused_with_a_hint(ready):
+    ws, _, _ = ready
+    info = json.loads((ws / "workspace.json").read_text())
+    (ws / "workspace.json").write_text(json.dumps({**info, "schema_version": 99}))
+    result = wdsp("status", "-w", ws, code=6)
+    assert "schema version 99" in result.stderr and "upgrade wdsp" in result.stderr
+
+
+def test_no_workspace_says_how_to_make_one(tmp_path):
+    result = wdsp("status", "-w", tmp_path / "nowhere", code=6)
+    assert "no workspace" in result.stderr and "wdsp init" in result.stderr
+
+
+BAD_FACTS = {
+    "malformed": ('{"prompt": "x is", "subject": "x", "target": \n', 2),
+    "empty": ("\n# nothing here\n", 2),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FACTS))
+def test_bad_facts_leave_the_workspace_unchanged(ready, tmp_path, kind):
+    ws, _, _ = ready
+    path = tmp_path / f"{kind}.jsonl"
+    path.write_text(BAD_FACTS[kind][0])
+    before = tree_digest(ws)
+    result = wdsp("edit", path, "-w", ws, code=BAD_FACTS[kind][1])
+    assert result.stderr.startswith("Error:") and "Hint:" in result.stderr and result.stdout == ""
+    assert tree_digest(ws) == before
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["edit", "{facts}", "--method", "rome"], 2, "unknown method"),
+    (["edit", "{facts}", "--layers", "1,9"], 2, "layer 9 does not exist"),
+    (["edit", "{facts}", "--wd", "--wd-mode", "l2"], 2, "wd_mode"),
+    (["edit", "{facts}", "--batch-size", "0"], 2, "batch size"),
+    (["edit", "{facts}", "--layers", "0,1"], 4, "no covariance statistics for layer(s) [0]"),
+    (["rollback", "7"], 6, "iteration 7 is not in the workspace"),
+    (["evaluate"], 6, "nothing to evaluate"),
+    (["covariance", "--corpus", "{missing}"], 2, "missing.txt"),
+    (["covariance", "--corpus", "{corpus}", "--tokens", "1500"], 4, "--force"),
+    (["covariance", "--corpus", "{facts}"], 2, "--text-field"),
+])
+def test_bad_inputs_give_a_clear_error_and_change_nothing(ready, tmp_path, args, code, message):
+    ws, facts, corpus = ready
+    args = [a.format(facts=facts, corpus=corpus, missing=tmp_path / "missing.txt") for a in args]
+    before = tree_digest(ws)
+    result = wdsp(*args, "-w", ws, *(FAST if args[0] == "edit" else []), code=code)
+    assert message in result.stderr, result.stderr
+    assert "Hint:" in result.stderr and tree_digest(ws) == before
+
+
+def test_a_full_disk_during_commit_leaves_the_workspace_as_it_was(ready, monkeypatch):
+    import errno
+
+    from wdsp_cli import workspace as workspace_module
+
+    ws, facts, _ = ready
+    wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST)
+    before = tree_digest(ws)
+    real = workspace_module.atomic_write_text
+
+    def full_disk(path, text):
+        if str(path).endswith("record.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(workspace_module, "atomic_write_text", full_disk)
+    other = ws.parent / "other.jsonl"
+    other.write_text(facts.read_text().replace("Berlin", "Madrid"))
+    result = wdsp("edit", other, "-w", ws, "--batch-size", 6, *FAST, code=1)
+    assert "No space left" in result.stderr
+    after = tree_digest(ws)
+    assert {k: v for k, v in after.items() if k not in ("config.json",)} == \
+        {k: v for k, v in before.items() if k not in ("config.json",)}
+    assert not list((ws / "iterations").glob(".partial-*"))

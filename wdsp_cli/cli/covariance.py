@@ -1,0 +1,76 @@
+"""``wdsp covariance``: the edited layers' key statistics, computed once and kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import JsonOption, WorkspaceOption, emit_json, handles_errors, stderr, stdout
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    from ..errors import InputError
+
+    if text is None:
+        return None
+    try:
+        layers = tuple(sorted({int(x) for x in text.replace(" ", "").split(",") if x}))
+    except ValueError:
+        raise InputError(f"--layers {text!r} is not a list of layer numbers", hint="e.g. --layers 4,5,6,7,8") from None
+    if not layers or min(layers) < 0:
+        raise InputError(f"--layers {text!r} names no valid layer", hint="e.g. --layers 4,5,6,7,8")
+    return layers
+
+
+def method_layers(ws, method: str, layers: tuple[int, ...] | None) -> tuple[int, ...]:
+    from ..config import default_config_for
+    from ..errors import InputError
+
+    if layers is not None:
+        if max(layers) >= ws.model["num_layers"]:
+            raise InputError(f"layer {max(layers)} does not exist: the model has {ws.model['num_layers']} layers",
+                             hint=f"use layers 0-{ws.model['num_layers'] - 1}")
+        return layers
+    m = ws.model
+    return default_config_for(m["model_type"], m["num_layers"], method, m.get("hidden_size")).layers
+
+
+@handles_errors
+def covariance(
+    method: str = typer.Option("memit", "--method", help="Whose layers: memit or pmet (ignored with --layers)."),
+    layers: str = typer.Option(None, "--layers", help="Comma-separated layer numbers (default: the method's)."),
+    corpus: str = typer.Option("model-samples", "--corpus",
+                               help="A text/JSONL/parquet file or folder, a hub dataset, or model-samples "
+                                    "(text the base model writes: works offline)."),
+    text_field: str = typer.Option("text", "--text-field", help="The column holding the text (JSONL, parquet, hub)."),
+    tokens: int = typer.Option(50_000, "--tokens", help="Tokens to average over."),
+    force: bool = typer.Option(False, "--force", help="Replace statistics made from another corpus or budget."),
+    workspace: Path = WorkspaceOption,
+    json: bool = JsonOption,
+) -> None:
+    """Compute the edited layers' key statistics E(k k^T) over a corpus; skipped when they exist.
+
+    Statistics belong to the base model and are reused by every edit. A layer whose statistics
+    came from another corpus or token budget is refused unless --force."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..jobs.statistics import compute_statistics
+    from .common import open_workspace
+
+    ws = open_workspace(workspace)
+    chosen = method_layers(ws, method, parse_layers(layers))
+    with ws.lock("wdsp covariance"):
+        with Progress(TextColumn("statistics"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
+                      TimeElapsedColumn(), console=stderr, transient=True) as bar:
+            task = bar.add_task("tokens", total=tokens)
+            report = compute_statistics(ws, chosen, corpus, tokens, force, text_field=text_field,
+                                        progress=lambda done, total: bar.update(task, completed=done))
+    if json:
+        emit_json(report)
+    elif report["computed"]:
+        stdout.print(f"Statistics for layers {report['computed']} over {report.get('token_count')} tokens of "
+                     f"{report['corpus'].get('kind')} in {report['seconds']:.1f} s"
+                     + (f"; layers {report['reused']} already matched." if report["reused"] else "."))
+    else:
+        stdout.print(f"Statistics for layers {report['reused']} already exist for this corpus and budget; nothing to do.")

@@ -1,0 +1,122 @@
+"""``wdsp edit``: edit a facts file into the workspace, one committed iteration per batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import JsonOption, WorkspaceOption, emit_json, fmt_bytes, handles_errors, stderr, stdout
+
+
+def resolve_config(ws, method: str, preset_name: str | None, overrides: dict):
+    """The preset (or the model's default for ``method``) with the options given on the command line."""
+    from ..config import default_config_for, preset
+    from ..errors import InputError
+
+    if preset_name:
+        base = preset(preset_name)
+        if method and base.method != method:
+            raise InputError(f"preset {preset_name!r} is a {base.method} preset, not {method}",
+                             hint=f"drop --method, or pick a {method} preset")
+    else:
+        m = ws.model
+        base = default_config_for(m["model_type"], m["num_layers"], method or "memit", m.get("hidden_size"))
+    config = base.replace(**{k: v for k, v in overrides.items() if v is not None})
+    if max(config.layers) >= ws.model["num_layers"]:
+        raise InputError(f"layer {max(config.layers)} does not exist: the model has {ws.model['num_layers']} layers",
+                         hint=f"use layers 0-{ws.model['num_layers'] - 1}")
+    return config
+
+
+@handles_errors
+def edit(
+    facts: Path = typer.Argument(..., help="Requests: facts JSONL (docs/facts-format.md), CounterFact or zsRE."),
+    method: str = typer.Option(None, "--method", help="memit or pmet (default memit, or the preset's)."),
+    preset: str = typer.Option(None, "--preset", help="A named preset (e.g. pmet-smollm2, memit-gptj)."),
+    batch_size: int = typer.Option(20, "--batch-size", "-b", help="Requests per iteration."),
+    format: str = typer.Option("auto", "--format", help="auto, facts, counterfact-rome, counterfact-easyedit, zsre-mend."),
+    limit: int = typer.Option(None, "--limit", help="Edit only this many records."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many records first."),
+    layers: str = typer.Option(None, "--layers", help="Comma-separated layers to edit (default: the method's)."),
+    wd: bool = typer.Option(None, "--wd/--no-wd", help="Wasserstein distance constraint (the paper's WD)."),
+    wd_mode: str = typer.Option(None, "--wd-mode", help="exact (default), sinkhorn or dirac."),
+    wd_scale: str = typer.Option(None, "--wd-scale", help="nll (default) or pow10."),
+    wd_weight: float = typer.Option(None, "--wd-weight", help="Weight on WD's dynamic lambda (default by scale)."),
+    wd_points: str = typer.Option(None, "--wd-points", help="PMET: mlp (default) or all."),
+    sp: bool = typer.Option(None, "--sp/--no-sp", help="Sparsify each request's residual (the paper's SP)."),
+    sp_prune: float = typer.Option(None, "--sp-prune", help="Fraction of largest entries kept (default 0.7)."),
+    sp_dropout: float = typer.Option(None, "--sp-dropout", help="Dropout rate on kept entries (default 0.3)."),
+    steps: int = typer.Option(None, "--steps", help="Optimisation steps per batch (v_num_grad_steps)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of context templates and SP's dropout."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Skip batches of this same job already committed (after a crash)."),
+    workspace: Path = WorkspaceOption,
+    json: bool = JsonOption,
+) -> None:
+    """Edit FACTS into the model, batch by batch; each batch is one committed iteration.
+
+    Rerunning the same command after a crash or a kill finishes the job. After a rollback, the
+    iterations past HEAD are moved to the workspace's archive/ folder before the first new one."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..jobs.edit import run_edit
+    from ..requests import load_requests
+    from .common import open_workspace
+    from .covariance import parse_layers
+
+    ws = open_workspace(workspace)
+    requests = load_requests(facts, format, limit=limit, offset=offset)
+    config = resolve_config(ws, method, preset, {
+        "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
+        "wd_points": wd_points, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
+        "v_num_grad_steps": steps, "seed": seed})
+    with ws.lock("wdsp edit"), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                        TimeElapsedColumn(), console=stderr, transient=True) as bar:
+        batches = bar.add_task("iterations", total=None)
+        step_task = bar.add_task("optimisation steps", total=config.v_num_grad_steps, visible=False)
+
+        def progress(event: str, data: dict) -> None:
+            if event == "iteration":
+                bar.update(batches, total=data["batches"], completed=data["batch"] - 1,
+                           description=f"iteration {data['iteration']} (batch {data['batch']}/{data['batches']}, "
+                                       f"{data['requests']} requests)")
+                bar.reset(step_task, total=data["steps"], visible=True)
+            elif event == "step":
+                bar.update(step_task, completed=data["step"], description=f"optimisation steps ({data['active']} active)")
+            elif event == "committed":
+                bar.advance(batches)
+                stderr.print(f"committed iteration {data['iteration']}: {data['requests']} requests, "
+                             f"{data['seconds']:.1f} s, diff {fmt_bytes(data['diff_bytes'])}")
+
+        report = run_edit(ws, requests, config, batch_size, resume, progress, source=str(facts))
+    report["config"] = config.to_dict()
+    if json:
+        emit_json(report)
+        return
+    render(report)
+
+
+def render(report: dict) -> None:
+    from rich.table import Table
+
+    if report["fast_forwarded"]:
+        stdout.print(f"HEAD moved forward over iterations {report['fast_forwarded']} this job had already committed.")
+    if report["archived"]:
+        stdout.print(f"Iterations {report['archived']} (after the rollback point) were moved to {report['archive']}.")
+    if not report["iterations"]:
+        stdout.print(f"Nothing to do: all {report['batches']} batch(es) of this job are committed "
+                     f"(HEAD = {report['head']}). Use --no-resume to edit them again.")
+        return
+    if report["skipped"]:
+        stdout.print(f"Resumed: {report['skipped']} batch(es) were already committed.")
+    table = Table(title=f"Edited with {report['config']['method']}"
+                  + (" +WD" if report["config"]["wd"] else "") + (" +SP" if report["config"]["sp"] else ""))
+    for column in ("iteration", "requests", "seconds", "mean |delta|", "final NLL", "SP density", "diff", "dense"):
+        table.add_column(column, justify="right")
+    for it in report["iterations"]:
+        table.add_row(str(it["iteration"]), str(it["requests"]), f"{it['seconds']:.1f}", f"{it['mean_delta_norm']:.3g}",
+                      f"{it['mean_final_nll']:.3f}", "-" if it["sp_density"] is None else f"{it['sp_density']:.2f}",
+                      fmt_bytes(it["diff_bytes"]), fmt_bytes(it["dense_bytes"]))
+    stdout.print(table)
+    stdout.print(f"HEAD = {report['head']}. Next: wdsp evaluate")

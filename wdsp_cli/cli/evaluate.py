@@ -1,0 +1,40 @@
+"""``wdsp evaluate``: metrics of the latest iteration's requests and of everything edited so far."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import JsonOption, WorkspaceOption, emit_json, fmt_pct, handles_errors, stdout
+
+
+@handles_errors
+def evaluate(
+    iteration: int = typer.Option(None, "--iteration", "-i", help="Evaluate this iteration (default: HEAD)."),
+    retention: bool = typer.Option(True, "--retention/--no-retention",
+                                   help="Also evaluate all requests edited in iterations 1..t."),
+    workspace: Path = WorkspaceOption,
+    json: bool = JsonOption,
+) -> None:
+    """Efficacy, generalisation, locality and Score at an iteration; stored in the workspace."""
+    from rich.table import Table
+
+    from ..jobs.evaluate import run_evaluate
+    from .common import open_workspace
+
+    ws = open_workspace(workspace)
+    with ws.lock("wdsp evaluate"):
+        document = run_evaluate(ws, iteration, retention)
+    if json:
+        emit_json(document)
+        return
+    table = Table(title=f"Iteration {document['iteration']} ({document['latest']['protocol']} metrics, %)")
+    for column in ("requests", "count", "efficacy", "generalisation", "locality", "Score"):
+        table.add_column(column, justify="right")
+    for name, label in (("latest", f"iteration {document['iteration']}"), ("all", f"iterations 1-{document['iteration']}")):
+        if name in document:
+            row = document[name]
+            table.add_row(label, str(row["requests"]), fmt_pct(row["efficacy"]), fmt_pct(row["generalization"]),
+                          fmt_pct(row["locality"]), fmt_pct(row["score"]))
+    stdout.print(table)

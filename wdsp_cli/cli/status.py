@@ -1,0 +1,40 @@
+"""``wdsp status``: the model, HEAD, statistics and the history of iterations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import JsonOption, WorkspaceOption, emit_json, fmt_bytes, fmt_pct, handles_errors, stdout
+
+
+@handles_errors
+def status(workspace: Path = WorkspaceOption, json: bool = JsonOption) -> None:
+    """Show the workspace: its model, HEAD, statistics and every iteration (reads files only)."""
+    from rich.table import Table
+
+    from ..jobs.status import workspace_status
+    from .common import open_workspace
+
+    document = workspace_status(open_workspace(workspace))
+    if json:
+        emit_json(document)
+        return
+    model = document["model"]
+    stdout.print(f"Workspace [bold]{document['workspace']}[/]: {model['source']['source']} ({model['model_type']}, "
+                 f"{model['num_layers']} layers, {model['dtype']}, fingerprint {model['fingerprint'][7:19]})")
+    stats = document["statistics"]
+    stdout.print("Statistics: " + (", ".join(f"layer {s['layer']} ({s['tokens']} tokens, {s['corpus']})" for s in stats)
+                                   if stats else "none (run wdsp covariance)"))
+    stdout.print(f"HEAD = {document['head']}")
+    if document["iterations"]:
+        table = Table()
+        for column in ("iteration", "created", "method", "requests", "diff", "dense", "Score", ""):
+            table.add_column(column, justify="right")
+        for it in document["iterations"]:
+            method = (it["method"] or "?") + (" +WD" if it["wd"] else "") + (" +SP" if it["sp"] else "")
+            table.add_row(str(it["iteration"]), (it["created_at"] or "")[:19], method, str(it["requests"]),
+                          fmt_bytes(it["diff_bytes"]), fmt_bytes(it["dense_bytes"]), fmt_pct(it["score"]),
+                          "after HEAD" if it["after_head"] else ("HEAD" if it["iteration"] == document["head"] else ""))
+        stdout.print(table)
+    if document["archived_sets"]:
+        stdout.print(f"Archived sets of iterations: {', '.join(document['archived_sets'])}")

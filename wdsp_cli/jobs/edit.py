@@ -1,0 +1,140 @@
+"""Editing requests into a workspace: one committed iteration per batch, resumable.
+
+Public API:
+    job_id(requests, config, batch_size) -> str
+    plan_edit(workspace, requests, config, batch_size, resume=True) -> EditPlan
+    run_edit(workspace, requests, config, batch_size, resume=True, progress=None, source="") -> dict
+
+A *job* is (requests, configuration, batch size); its batches are requests[i*B:(i+1)*B]. Each
+committed iteration records its job id and batch index, so running the same job again skips the
+batches already committed at the end of the history (a resume after a crash or a kill) and
+fast-forwards HEAD over ones committed after HEAD by the same job. Editing after a rollback
+moves the iterations after HEAD to archive/ (reported, never deleted) just before the first
+commit: an edit that fails before it changes nothing in the workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..config import EditConfig
+from ..errors import InputError
+from ..requests import EditRequest, request_to_dict
+from ..workspace import Workspace
+
+Progress = Callable[[str, dict], None]
+
+
+def job_id(requests: Sequence[EditRequest], config: EditConfig, batch_size: int) -> str:
+    """sha256 of the requests (their ``source`` excluded: moving the file keeps the job), the
+    configuration and the batch size."""
+    content = {"requests": [{k: v for k, v in request_to_dict(r).items() if k != "source"} for r in requests],
+               "config": config.to_dict(), "batch_size": batch_size}
+    return "sha256:" + hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class EditPlan:
+    job: str
+    batches: list[list[EditRequest]]
+    done: int               # batches committed at iterations <= HEAD (after any fast-forward)
+    fast_forward: list[int]  # committed iterations after HEAD that this job already made
+    to_archive: list[int]    # iterations after HEAD that an edit would set aside
+
+
+def plan_edit(workspace: Workspace, requests: Sequence[EditRequest], config: EditConfig, batch_size: int,
+              resume: bool = True) -> EditPlan:
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}", hint="e.g. --batch-size 20")
+    if not requests:
+        raise InputError("no requests to edit", hint="give a facts file with at least one record")
+    ident = job_id(requests, config, batch_size)
+    batches = [list(requests[i : i + batch_size]) for i in range(0, len(requests), batch_size)]
+    head, committed = workspace.head, workspace.iterations()
+
+    def batch_of(t: int) -> int | None:
+        job = workspace.record(t).get("job", {})
+        return job.get("batch") if job.get("id") == ident else None
+
+    done = 0
+    if resume:
+        trail = []
+        t = head
+        while t >= 1 and batch_of(t) is not None:
+            trail.append(batch_of(t))
+            t -= 1
+        trail.reverse()
+        done = len(trail) if trail == list(range(len(trail))) else 0
+    fast_forward = []
+    t = head + 1
+    while resume and done + len(fast_forward) < len(batches) and t in committed \
+            and batch_of(t) == done + len(fast_forward):
+        fast_forward.append(t)
+        t += 1
+    after = [x for x in committed if x > head + len(fast_forward)]
+    remaining = len(batches) - done - len(fast_forward)
+    return EditPlan(ident, batches, done + len(fast_forward), fast_forward, after if remaining else [])
+
+
+def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: EditConfig, batch_size: int,
+             resume: bool = True, progress: Progress | None = None, source: str = "") -> dict:
+    """Edit every batch not yet committed; call under ``workspace.lock()``. Returns a report:
+    job, batches, skipped, fast_forwarded, archived (+ archive folder), iterations (one summary each)."""
+    from ..checkout import checkout, context_templates, load_base, template_key
+    from ..editing import edit_batch
+    from .statistics import load_second_moments
+
+    progress = progress or (lambda event, data: None)
+    plan = plan_edit(workspace, requests, config, batch_size, resume)
+    report = {"job": plan.job, "batches": len(plan.batches), "skipped": plan.done - len(plan.fast_forward),
+              "fast_forwarded": plan.fast_forward, "archived": [], "archive": None, "iterations": []}
+    if plan.fast_forward:
+        workspace.set_head(plan.fast_forward[-1])
+    if plan.done == len(plan.batches):
+        report["head"] = workspace.head
+        return report
+    moments = load_second_moments(workspace, config.layers)  # fail before loading the model
+    model, tokenizer = load_base(workspace)
+    templates, new_templates = context_templates(workspace, model, tokenizer, config)
+    current = checkout(workspace, workspace.head, base=(model, tokenizer))
+    for index in range(plan.done, len(plan.batches)):
+        batch = plan.batches[index]
+        t = workspace.head + 1
+        progress("iteration", {"iteration": t, "batch": index + 1, "batches": len(plan.batches),
+                               "requests": len(batch), "steps": config.v_num_grad_steps})
+        clock = time.perf_counter()
+        edit = edit_batch(current.model, tokenizer, batch, config, moments, templates, current.state,
+                          iteration=t, on_step=lambda step, active: progress("step", {"step": step, "active": active}))
+        seconds = time.perf_counter() - clock
+        target_norms = list(edit.report["delta_norm"].values())[-1]
+        sp = edit.report["sp"]
+        summary = {
+            "iteration": t, "batch": index + 1, "requests": len(batch), "seconds": round(seconds, 2),
+            "mean_delta_norm": sum(target_norms) / len(target_norms),
+            "mean_final_nll": sum(edit.report["nll"]) / len(edit.report["nll"]),
+            "sp_density": sum(sp["density"]) / len(sp["density"]) if sp else None,
+            "factor_bytes": edit.diff.nbytes, "dense_bytes": edit.diff.dense_nbytes,
+            "layers": [{"layer": r["layer"], "update_norm": r["update_norm"]} for r in edit.report["layers"]],
+        }
+        record = {"config": config.to_dict(), "job": {"id": plan.job, "batch": index, "batches": len(plan.batches),
+                                                      "source": source},
+                  "summary": summary, "report": edit.report}
+        if index == plan.done:  # the first write of this run: nothing changes before it
+            report["archived"], folder = workspace.archive_after(workspace.head)
+            report["archive"] = str(folder) if folder else None
+        workspace.commit_iteration(t, edit.diff, batch, record)
+        if index == plan.done:
+            workspace.save_config(config)
+            if new_templates:
+                workspace.save_templates(template_key(config), templates)
+        current.iteration = t
+        summary["diff_bytes"] = workspace.record(t)["diff_bytes"]
+        report["iterations"].append(summary)
+        progress("committed", summary)
+    report["head"] = workspace.head
+    return report
+

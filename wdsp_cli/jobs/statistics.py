@@ -1,0 +1,127 @@
+"""Covariance statistics kept in a workspace: compute once per layer, reuse, never recompute silently.
+
+Public API:
+    MODEL_SAMPLES                "model-samples": the offline corpus (text the base model writes)
+    open_statistics_corpus(spec, model, tokenizer, fingerprint) -> Corpus
+    plan_statistics(workspace, layers, identity, tokens, force) -> (to_compute, reused)
+    compute_statistics(workspace, layers, corpus_spec, tokens, force, progress) -> report dict
+    load_second_moments(workspace, layers) -> {layer: C_l}
+
+A layer's stored statistics *match* a request when they were made from the same corpus identity
+(``corpus.Corpus.identity``) over the same token budget, on this workspace's base model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+
+from ..errors import StatisticsError
+from ..workspace import Workspace
+
+MODEL_SAMPLES = "model-samples"
+MODEL_SAMPLE_TEXTS = 2000  # generated lazily: a token budget only generates what it consumes
+
+
+def open_statistics_corpus(spec: str, model, tokenizer, fingerprint: str, text_field: str = "text"):
+    """The corpus named by ``spec``; for model-samples, ``model`` may be None to get its identity
+    only (texts are generated lazily, when iterated)."""
+    from ..corpus import model_samples_corpus, open_corpus
+
+    if spec == MODEL_SAMPLES:
+        return model_samples_corpus(model, tokenizer, MODEL_SAMPLE_TEXTS, seed=0, model_fingerprint=fingerprint)
+    return open_corpus(spec, text_field=text_field)
+
+
+def _normal(value) -> object:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def stored_metadata(workspace: Workspace, layer: int) -> dict | None:
+    """The metadata of layer ``layer``'s statistics file, or None if there is none (header only)."""
+    from safetensors import safe_open
+
+    path = workspace.statistics_path(layer)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception:  # a torn file: treat as absent, it will be recomputed
+        return None
+
+
+def plan_statistics(workspace: Workspace, layers: Sequence[int], identity: dict, tokens: int,
+                    force: bool) -> tuple[list[int], list[int]]:
+    """(layers to compute, layers whose stored statistics match). Raises StatisticsError for a
+    layer with statistics of another corpus or budget unless ``force``."""
+    compute, reused = [], []
+    for layer in layers:
+        meta = stored_metadata(workspace, layer)
+        if meta is None:
+            compute.append(layer)
+            continue
+        same = (_normal(json.loads(meta.get("corpus", "null"))) == _normal(identity)
+                and meta.get("max_tokens") == str(tokens) and meta.get("model") == workspace.model["fingerprint"])
+        if same:
+            reused.append(layer)
+        elif force:
+            compute.append(layer)
+        else:
+            corpus = json.loads(meta.get("corpus", "{}"))
+            raise StatisticsError(
+                f"layer {layer} already has statistics from another corpus or token budget "
+                f"({corpus.get('kind', '?')} {corpus.get('path', corpus.get('name', ''))}, {meta.get('token_count')} tokens)",
+                hint="pass --force to replace them (edits made so far keep their diffs), or ask for the same "
+                     "--corpus and --tokens")
+    return compute, reused
+
+
+def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec: str, tokens: int,
+                       force: bool = False, progress: Callable[[int, int | None], None] | None = None,
+                       base=None, text_field: str = "text") -> dict:
+    """Statistics of the base model for ``layers`` over ``tokens`` tokens of the corpus; stored
+    per layer (each file written atomically as soon as the pass ends). Returns a report."""
+    from ..checkout import load_base
+    from ..covariance import compute_covariance, save_layer_statistics
+
+    if tokens < 1:
+        raise StatisticsError(f"--tokens must be positive, got {tokens}", hint="e.g. --tokens 100000")
+    fingerprint = workspace.model["fingerprint"]
+    corpus = open_statistics_corpus(corpus_spec, None, None, fingerprint, text_field)  # checks a file early
+    compute, reused = plan_statistics(workspace, layers, corpus.identity, tokens, force)
+    report = {"layers": list(layers), "computed": compute, "reused": reused, "corpus": corpus.identity,
+              "tokens": tokens, "seconds": 0.0}
+    if not compute:
+        return report
+    model, tokenizer = base or load_base(workspace)
+    if corpus_spec == MODEL_SAMPLES:
+        corpus = open_statistics_corpus(corpus_spec, model, tokenizer, fingerprint)
+    clock = time.perf_counter()
+    stats = compute_covariance(model, tokenizer, compute, corpus, max_tokens=tokens, progress=progress,
+                               metadata={"model": fingerprint})
+    for layer, layer_stats in stats.items():
+        save_layer_statistics(workspace.statistics_path(layer), layer_stats)
+    report["seconds"] = round(time.perf_counter() - clock, 2)
+    report["token_count"] = next(iter(stats.values())).token_count
+    return report
+
+
+def load_second_moments(workspace: Workspace, layers: Sequence[int]) -> dict:
+    """{layer: C_l [d_in, d_in]} for ``layers``; StatisticsError naming the missing ones."""
+    from ..covariance import load_layer_statistics
+
+    missing = [l for l in layers if not workspace.statistics_path(l).is_file()]
+    if missing:
+        raise StatisticsError(f"no covariance statistics for layer(s) {missing} in {workspace.root}",
+                              hint="compute them first: wdsp covariance --layers "
+                                   + ",".join(str(l) for l in layers))
+    moments = {}
+    for layer in layers:
+        stats = load_layer_statistics(workspace.statistics_path(layer))
+        if stats.metadata.get("model") != workspace.model["fingerprint"]:
+            raise StatisticsError(f"the statistics of layer {layer} were computed on another model",
+                                  hint="recompute them: wdsp covariance --force")
+        moments[layer] = stats.second_moment
+    return moments

@@ -1,0 +1,44 @@
+"""The state and history of a workspace, read from disk only (no model is loaded).
+
+Public API:
+    workspace_status(workspace) -> dict
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..workspace import Workspace
+from .statistics import stored_metadata
+
+
+def workspace_status(workspace: Workspace) -> dict:
+    """Model, HEAD, statistics and every committed iteration (with its diff size against the
+    dense update's, and its latest evaluation if any); iterations after HEAD are marked."""
+    head = workspace.head
+    iterations = []
+    for t in workspace.iterations():
+        record = workspace.record(t)
+        config = record.get("config", {})
+        summary = record.get("summary", {})
+        evaluation = workspace.evaluation(t)
+        iterations.append({
+            "iteration": t, "created_at": record.get("created_at"), "method": config.get("method"),
+            "wd": bool(config.get("wd")), "sp": bool(config.get("sp")), "requests": summary.get("requests"),
+            "diff_bytes": record.get("diff_bytes"), "dense_bytes": summary.get("dense_bytes"),
+            "seconds": summary.get("seconds"), "source": record.get("job", {}).get("source"),
+            "after_head": t > head,
+            "score": evaluation["latest"].get("score") if evaluation else None,
+        })
+    statistics = []
+    folder = workspace.root / "statistics"
+    for path in sorted(folder.glob("layer-*.safetensors")) if folder.is_dir() else []:
+        meta = stored_metadata(workspace, int(path.stem.split("-")[1])) or {}
+        corpus = json.loads(meta.get("corpus", "{}") or "{}")
+        statistics.append({"layer": int(path.stem.split("-")[1]), "tokens": int(meta.get("token_count", 0)),
+                           "corpus": corpus.get("kind"), "created_at": meta.get("created_at")})
+    archive = workspace.root / "archive"
+    return {"workspace": str(workspace.root), "schema_version": workspace.info["schema_version"],
+            "model": workspace.model, "head": head, "iterations": iterations, "statistics": statistics,
+            "archived_sets": sorted(p.name for p in archive.iterdir()) if archive.is_dir() else [],
+            "config": workspace.config().to_dict() if workspace.config() else None}

@@ -62,6 +62,7 @@ def test_init_covariance_edit_evaluate_status_as_json(ready, model_dir):
     evaluation = as_json(wdsp("evaluate", "-w", ws, "--json"))
     assert evaluation["iteration"] == 2 and evaluation["latest"]["requests"] == 2
     assert evaluation["all"]["requests"] == 6 and 0 <= evaluation["all"]["efficacy"] <= 100
+    assert 0 <= evaluation["all"]["locality_base"] <= 100 and evaluation["latest"]["protocol"] == "counterfact"
     status = as_json(wdsp("status", "-w", ws, "--json"))
     assert status["head"] == 2 and [s["layer"] for s in status["statistics"]] == [1, 2]
     assert status["iterations"][1]["score"] == evaluation["latest"]["score"]
@@ -75,12 +76,15 @@ def test_workspace_from_environment_variable(ready, monkeypatch):
     assert as_json(wdsp("status", "--json"))["workspace"] == str(ws)
 
 
-def test_model_at_t_is_base_plus_diffs_in_float32_cast_once(ready):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_model_at_t_is_base_plus_diffs_in_float32_cast_once(tmp_path, model_dir, dtype):
     from wdsp_cli.architectures import module_by_name, weight_out_in
     from wdsp_cli.checkout import load_base
     from wdsp_cli.workspace import Workspace
 
-    ws, facts, _ = ready
+    ws, facts = tmp_path / "ws", write_facts(tmp_path / "facts.jsonl")
+    wdsp("init", "--model", model_dir, "--dtype", dtype, "-w", ws)
+    wdsp("covariance", "-w", ws, "--corpus", write_corpus(tmp_path / "corpus.txt"), "--tokens", 2000)
     wdsp("edit", facts, "-w", ws, "--batch-size", 2, *FAST)
     workspace = Workspace.open(ws)
     model, _ = load_base(workspace)
@@ -263,3 +267,14 @@ def test_a_full_disk_during_commit_leaves_the_workspace_as_it_was(ready, monkeyp
     assert {k: v for k, v in after.items() if k not in ("config.json",)} == \
         {k: v for k, v in before.items() if k not in ("config.json",)}
     assert not list((ws / "iterations").glob(".partial-*"))
+
+
+def test_cli_reference_is_up_to_date():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    check = subprocess.run([sys.executable, str(root / "scripts" / "cli_reference.py"), "--check"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr

@@ -85,3 +85,18 @@ def test_accuracy_protocol_is_token_top1_without_old_targets(tokenizer):
     assert out["efficacy"] == pytest.approx(100 * float(top1.mean()))
     _, loc = score_targets(model, tokenizer, ["Apple was founded by"], ["Steve Jobs"])
     assert out["locality"] == pytest.approx(100 * float(loc[0]))
+
+
+@pytest.mark.parametrize("add_bos", [False, True])
+def test_next_token_predictions_match_one_prompt_at_a_time(add_bos):
+    from tiny_models import tiny_gpt2, tiny_tokenizer
+
+    from wdsp_cli.evaluation import next_token_predictions
+
+    tok = tiny_tokenizer(add_bos=add_bos)
+    model = tiny_gpt2()
+    prompts = ["The capital of France is", "He is", "Apple was founded by Steve", "The Louvre is a museum in Paris,"]
+    batched = next_token_predictions(model, tok, prompts, batch_size=3)
+    with torch.no_grad():
+        one_by_one = [int(model(input_ids=tok(p, return_tensors="pt").input_ids).logits[0, -1].argmax()) for p in prompts]
+    assert batched.tolist() == one_by_one

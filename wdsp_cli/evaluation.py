@@ -5,6 +5,8 @@ Public API:
     evaluate_counterfact(model, tokenizer, requests, batch_size=64) -> dict of metrics
     evaluate_accuracy(model, tokenizer, requests, batch_size=64) -> dict of metrics (zsRE protocol)
     evaluate_requests(model, tokenizer, requests, batch_size=64) -> the one of the two that applies
+    next_token_predictions(model, tokenizer, prompts, batch_size=64) -> argmax next token ids [N]
+    neighbour_prompts(requests) -> the locality prompts of ``requests``, in order
 
 A pair (prompt, target) is scored teacher-forced on ``tokens(prompt) + tokens(" " + target)``
 (the prompt with the tokenizer's special tokens, e.g. a BOS; the target without),
@@ -115,3 +117,27 @@ def evaluate_requests(model, tokenizer, requests: Sequence[EditRequest], batch_s
     if requests and all(r.target_true is not None for r in requests):
         return {"protocol": "counterfact", **evaluate_counterfact(model, tokenizer, requests, batch_size)}
     return {"protocol": "accuracy", **evaluate_accuracy(model, tokenizer, requests, batch_size)}
+
+
+@torch.no_grad()
+def next_token_predictions(model, tokenizer, prompts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """argmax_v p(v | prompt) for each prompt [N] (long): what the model says next, greedily.
+    Right-padded batches; the logits are read at each prompt's last real token."""
+    device = next(model.parameters()).device
+    decoder, head = model.base_model, model.get_output_embeddings()
+    ids = [tokenizer(p).input_ids for p in prompts]
+    out = torch.zeros(len(prompts), dtype=torch.long)
+    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = pad_rows([ids[i] for i in chunk], tokenizer.pad_token_id)
+        hidden = decoder(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                         use_cache=False).last_hidden_state
+        last = torch.tensor([len(ids[i]) - 1 for i in chunk], device=device)
+        logits = head(hidden[torch.arange(len(chunk), device=device), last])
+        out[chunk] = logits.argmax(-1).cpu()
+    return out
+
+
+def neighbour_prompts(requests: Sequence[EditRequest]) -> list[str]:
+    return [n.prompt for r in requests for n in r.neighbours]

@@ -12,7 +12,10 @@ from .. import __version__
 app = typer.Typer(
     name="wdsp",
     help="Keep a language model's knowledge up to date, batch after batch: MEMIT/PMET edits "
-    "with a Wasserstein distance constraint (WD) and update sparsification (SP).",
+    "with a Wasserstein distance constraint (WD) and update sparsification (SP).\n\n"
+    "A workspace (-w DIR, $WDSP_WORKSPACE, or the current folder) holds one model's editing history. "
+    "Once: `wdsp init`, `wdsp covariance`. Each cycle: `wdsp edit FACTS.jsonl --wd --sp`, "
+    "`wdsp evaluate`; `wdsp rollback N` undoes. Exit codes: docs/cli.md.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -31,13 +34,7 @@ def root(
                                  help="Print the version and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does (stderr)."),
 ) -> None:
-    """wdsp: batched, iterative knowledge editing.
-
-    A workspace (-w DIR, $WDSP_WORKSPACE, or the current folder) holds one model's editing
-    history. A weekly cycle: wdsp init; wdsp covariance; then wdsp edit FACTS.jsonl and
-    wdsp evaluate; wdsp rollback N undoes. Exit codes: 0 ok, 1 unexpected error, 2 bad input,
-    3 model, 4 statistics, 5 edit refused, 6 workspace, 7 workspace busy, 130 interrupted.
-    """
+    """Global options; every command also takes -w/--workspace."""
     from .common import setup_logging
 
     setup_logging(verbose)

@@ -5,7 +5,9 @@ Public API:
 
 ``latest``: the metrics of iteration t's requests on the model at t; ``all``: of the requests of
 iterations 1..t (retention: do earlier edits survive later ones?). Metrics: CounterFact's when
-every request has an old target, token accuracy otherwise (``evaluation.evaluate_requests``).
+every request has an old target, token accuracy otherwise (``evaluation.evaluate_requests``),
+plus ``locality_base``: the % of neighbour prompts whose greedy next token at t is the base
+model's (does the edit change what the model said before?), whatever the datasets' gold answers.
 The document is stored as evaluations/<t>.json.
 """
 
@@ -19,7 +21,7 @@ from ..workspace import Workspace, now
 
 def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: bool = True, base=None) -> dict:
     from ..checkout import checkout
-    from ..evaluation import evaluate_requests
+    from ..evaluation import evaluate_requests, neighbour_prompts, next_token_predictions
 
     t = workspace.head if iteration is None else iteration
     if t == 0:
@@ -27,15 +29,24 @@ def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: 
                              hint="edit first: wdsp edit FACTS.jsonl")
     workspace.check_iteration(t)
     clock = time.perf_counter()
-    current = checkout(workspace, t, base=base)
     latest = workspace.requests(t)
-    document = {"iteration": t, "evaluated_at": now(), "latest": {"requests": len(latest),
-                **evaluate_requests(current.model, current.tokenizer, latest)}}
+    everything = [r for s in range(1, t + 1) for r in (latest if s == t else workspace.requests(s))] \
+        if retention else latest
+    current = checkout(workspace, 0, base=base)
+    said_before = next_token_predictions(current.model, current.tokenizer, neighbour_prompts(everything))
+    current.advance_to(workspace, t)
+    said_now = next_token_predictions(current.model, current.tokenizer, neighbour_prompts(everything))
+
+    def metrics(requests) -> dict:
+        n = len(neighbour_prompts(requests))  # ``requests`` is a prefix or suffix of ``everything``
+        before, now_ = (said_before[-n:], said_now[-n:]) if n else (said_before[:0], said_now[:0])
+        same = 100.0 * float((before == now_).float().mean()) if n else float("nan")
+        return {"requests": len(requests), **evaluate_requests(current.model, current.tokenizer, requests),
+                "locality_base": same}
+
+    document = {"iteration": t, "evaluated_at": now(), "latest": metrics(latest)}
     if retention:
-        everything = [r for s in range(1, t + 1) for r in (latest if s == t else workspace.requests(s))]
-        document["all"] = {"requests": len(everything), "iterations": t,
-                           **(document["latest"] if t == 1 else
-                              evaluate_requests(current.model, current.tokenizer, everything))}
+        document["all"] = {"iterations": t, **(document["latest"] if t == 1 else metrics(everything))}
     document["seconds"] = round(time.perf_counter() - clock, 2)
     workspace.save_evaluation(t, document)
     return document

@@ -1,0 +1,71 @@
+"""Write docs/cli.md, the command-line reference, from the commands' own --help.
+
+    .venv/bin/python scripts/cli_reference.py          # rewrite docs/cli.md
+    .venv/bin/python scripts/cli_reference.py --check  # exit 1 if docs/cli.md is stale (a test runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HEADER = """# wdsp command-line reference
+
+Generated from `--help` by `scripts/cli_reference.py`; do not edit by hand.
+
+Every command works on a workspace: `-w/--workspace DIR`, else `$WDSP_WORKSPACE`, else the
+current folder. Commands that report take `--json`: one JSON document on stdout, logs and
+progress on stderr. Errors are one `Error:` line and one `Hint:` line on stderr.
+
+| exit code | meaning |
+|---|---|
+| 0 | success |
+| 1 | unexpected error, or the disk refused a write (nothing half-written is left) |
+| 2 | bad input: a malformed or empty facts file, an unknown method, a bad option value |
+| 3 | model: cannot be loaded, or not the workspace's base model (fingerprint) |
+| 4 | statistics: missing for a layer, from another corpus (use --force), or corrupt |
+| 5 | edit refused: a singular system or a non-finite update |
+| 6 | workspace: missing, of a newer schema, damaged, or no such iteration |
+| 7 | workspace busy: another command holds its lock |
+| 130 | interrupted (Ctrl-C); the workspace keeps its last committed iteration |
+"""
+
+
+def render() -> str:
+    from typer.testing import CliRunner
+
+    from wdsp_cli.cli import app
+
+    env = {"COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1"}
+    parts = [HEADER]
+    commands = [None] + [c.name or c.callback.__name__ for c in app.registered_commands]
+    for name in commands:
+        args = [name, "--help"] if name else ["--help"]
+        result = CliRunner().invoke(app, args, env=env, terminal_width=100)
+        title = f"wdsp {name}" if name else "wdsp"
+        text = "\n".join(line.rstrip() for line in result.stdout.strip("\n").splitlines())
+        parts.append(f"## `{title}`\n\n```text\n{text}\n```\n")
+    return "\n".join(parts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    path = ROOT / "docs" / "cli.md"
+    text = render()
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} is stale: run .venv/bin/python scripts/cli_reference.py", file=sys.stderr)
+            sys.exit(1)
+        return
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -278,3 +278,17 @@ def test_cli_reference_is_up_to_date():
     check = subprocess.run([sys.executable, str(root / "scripts" / "cli_reference.py"), "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_report_reads_stored_evaluations_and_plots(ready, tmp_path):
+    ws, facts, _ = ready
+    wdsp("report", "-w", ws, code=2)  # nothing evaluated yet
+    wdsp("edit", facts, "-w", ws, "--batch-size", 3, *FAST)
+    wdsp("rollback", 1, "-w", ws)
+    wdsp("evaluate", "-w", ws)
+    wdsp("rollback", 2, "-w", ws)
+    stored = as_json(wdsp("evaluate", "-w", ws, "--json"))
+    out = as_json(wdsp("report", "-w", ws, "--plot", tmp_path / "curves.png", "--json"))
+    assert [r["iteration"] for r in out["iterations"]] == [1, 2]
+    assert out["iterations"][1]["score"] == stored["latest"]["score"]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

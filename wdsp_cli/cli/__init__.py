@@ -47,10 +47,11 @@ def _register() -> None:
     from .export import export
     from .init import init
     from .probe import probe
+    from .report import report
     from .rollback import rollback
     from .status import status
 
-    for command in (init, covariance, edit, evaluate, rollback, status, probe, export):
+    for command in (init, covariance, edit, evaluate, report, rollback, status, probe, export):
         app.command(command.__name__)(command)
 
 

@@ -77,3 +77,13 @@ def test_snapshot_restore_and_refusals(tiny_model, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(WdspError, match="cannot read"):
         WeightDiff.load(tmp_path / "junk.safetensors")
+
+
+def test_original_weights_puts_the_base_back_for_a_while(tiny_model):
+    state = WeightState(tiny_model)
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    state.apply(_update(tiny_model, 1, seed=0))
+    edited = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    with state.original_weights():
+        assert all(torch.equal(v, before[k]) for k, v in tiny_model.state_dict().items())
+    assert all(torch.equal(v, edited[k]) for k, v in tiny_model.state_dict().items())

@@ -3,7 +3,7 @@
 Public API:
     LayerUpdate(module, left [d_out, r], right [d_in, r])   Delta = left @ right^T
     WeightDiff(updates, metadata)  .save(path) / WeightDiff.load(path) / .nbytes / .dense_nbytes
-    WeightState(model)             float32 master copies of edited weights
+    WeightState(model)             float32 master copies of edited weights; .original_weights()
 
 The model at iteration t is ``cast(base_fp32 + D_1 + ... + D_t)``, each D_j computed as
 ``(left.double() @ right.double().T).float()`` and added in float32 in order, then cast
@@ -13,8 +13,9 @@ so a live edit, a resume and a rollback give bit-identical weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,12 +120,28 @@ class WeightState:
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.master: dict[str, torch.Tensor] = {}
+        self.original: dict[str, torch.Tensor] = {}  # the weights as found, in the model's dtype
 
     def _master(self, module: str) -> torch.Tensor:
         if module not in self.master:
             weight = weight_out_in(module_by_name(self.model, module))
+            self.original[module] = weight.detach().to("cpu", copy=True)
             self.master[module] = weight.detach().to("cpu", torch.float32, copy=True)
         return self.master[module]
+
+    @contextlib.contextmanager
+    def original_weights(self) -> Iterator[None]:
+        """Temporarily put the weights as they were before this state touched them back into the
+        model (e.g. the base model, to compare against); the edited ones are restored on exit."""
+        try:
+            with torch.no_grad():
+                for module, value in self.original.items():
+                    weight = weight_out_in(module_by_name(self.model, module))
+                    weight.copy_(value.to(weight.device))
+            yield
+        finally:
+            for module in self.original:
+                self._write(module)
 
     @torch.no_grad()
     def _write(self, module: str) -> None:

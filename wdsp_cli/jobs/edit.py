@@ -81,9 +81,11 @@ def plan_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edi
 
 
 def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: EditConfig, batch_size: int,
-             resume: bool = True, progress: Progress | None = None, source: str = "") -> dict:
+             resume: bool = True, progress: Progress | None = None, source: str = "", current=None) -> dict:
     """Edit every batch not yet committed; call under ``workspace.lock()``. Returns a report:
-    job, batches, skipped, fast_forwarded, archived (+ archive folder), iterations (one summary each)."""
+    job, batches, skipped, fast_forwarded, archived (+ archive folder), iterations (one summary each).
+    ``current``: a ``checkout.Checkout`` at HEAD to edit (kept loaded by the benchmark); it is
+    moved forward with the workspace. Without it the model is loaded."""
     from ..checkout import checkout, context_templates, load_base, template_key
     from ..editing import edit_batch
     from .statistics import load_second_moments
@@ -98,9 +100,14 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         report["head"] = workspace.head
         return report
     moments = load_second_moments(workspace, config.layers)  # fail before loading the model
-    model, tokenizer = load_base(workspace)
-    templates, new_templates = context_templates(workspace, model, tokenizer, config)
-    current = checkout(workspace, workspace.head, base=(model, tokenizer))
+    if current is None:
+        current = checkout(workspace, 0, base=load_base(workspace))
+    elif current.iteration > workspace.head:
+        raise ValueError(f"the checkout is at iteration {current.iteration}, past HEAD {workspace.head}")
+    with current.state.original_weights():  # templates are sampled from the base model
+        templates, new_templates = context_templates(workspace, current.model, current.tokenizer, config)
+    current.advance_to(workspace, workspace.head)
+    tokenizer = current.tokenizer
     for index in range(plan.done, len(plan.batches)):
         batch = plan.batches[index]
         t = workspace.head + 1

@@ -19,7 +19,10 @@ from ..errors import WorkspaceError
 from ..workspace import Workspace, now
 
 
-def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: bool = True, base=None) -> dict:
+def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: bool = True,
+                 current=None) -> dict:
+    """Evaluate iteration ``iteration`` (default HEAD). ``current``: a ``checkout.Checkout``
+    already at that iteration (the benchmark keeps one loaded), else the model is loaded."""
     from ..checkout import checkout
     from ..evaluation import evaluate_requests, neighbour_prompts, next_token_predictions
 
@@ -32,9 +35,12 @@ def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: 
     latest = workspace.requests(t)
     everything = [r for s in range(1, t + 1) for r in (latest if s == t else workspace.requests(s))] \
         if retention else latest
-    current = checkout(workspace, 0, base=base)
-    said_before = next_token_predictions(current.model, current.tokenizer, neighbour_prompts(everything))
-    current.advance_to(workspace, t)
+    if current is None:
+        current = checkout(workspace, t)
+    elif current.iteration != t:
+        raise ValueError(f"the checkout is at iteration {current.iteration}, not {t}")
+    with current.state.original_weights():
+        said_before = next_token_predictions(current.model, current.tokenizer, neighbour_prompts(everything))
     said_now = next_token_predictions(current.model, current.tokenizer, neighbour_prompts(everything))
 
     def metrics(requests) -> dict:

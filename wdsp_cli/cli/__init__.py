@@ -41,6 +41,7 @@ def root(
 
 
 def _register() -> None:
+    from .bench import bench
     from .covariance import covariance
     from .edit import edit
     from .evaluate import evaluate
@@ -51,7 +52,7 @@ def _register() -> None:
     from .rollback import rollback
     from .status import status
 
-    for command in (init, covariance, edit, evaluate, report, rollback, status, probe, export):
+    for command in (init, covariance, edit, evaluate, report, rollback, status, probe, export, bench):
         app.command(command.__name__)(command)
 
 

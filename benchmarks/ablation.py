@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -38,7 +38,6 @@ from wdsp_cli.covariance import compute_covariance  # noqa: E402
 from wdsp_cli.deltas import WeightState  # noqa: E402
 from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
 from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
-from wdsp_cli.metrics import harmonic_mean  # noqa: E402
 from wdsp_cli.models import load_model  # noqa: E402
 from wdsp_cli.prompts import generate_context_templates  # noqa: E402
 from wdsp_cli.requests import load_requests  # noqa: E402
@@ -68,7 +67,18 @@ def run_configuration(model, tok, config, moments, templates, batches) -> list[d
     return rows
 
 
+def _canonical(results: dict) -> dict:
+    """Methods in order, each plain, +WD, +SP, +WD+SP, then any other variant."""
+    rank = {v: i for i, v in enumerate(VARIANTS)}
+    def key(name):
+        method, _, rest = name.partition("+")
+        variant = "+" + rest if rest else ""
+        return (method, rank.get(variant, len(rank)), name)
+    return {name: results[name] for name in sorted(results, key=key)}
+
+
 def markdown(results: dict, iterations: list[int]) -> str:
+    results = _canonical(results)
     head = "| Method | " + " | ".join(f"@{i}" for i in iterations) + " | Avg |"
     lines = ["Score per iteration (harmonic mean of ES, PS, NS; each batch right after its edit)", "",
              head, "|" + "---|" * (len(iterations) + 2)]
@@ -77,11 +87,11 @@ def markdown(results: dict, iterations: list[int]) -> str:
         avg = sum(r["score"] for r in rows) / len(rows)
         lines.append(f"| {name} | " + " | ".join(f"{by_t[i]['score']:.2f}" if i in by_t else "-" for i in iterations)
                      + f" | {avg:.2f} |")
-    lines += ["", "Averages over iterations", "", "| Method | Avg.Eff | Avg.Gen | Avg.Loc | s/batch |", "|---|---|---|---|---|"]
+    lines += ["", "Averages over iterations", "", "| Method | Avg.Eff | Avg.Gen | Avg.Loc | median s/batch |", "|---|---|---|---|---|"]
     for name, rows in results.items():
         mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
         lines.append(f"| {name} | {mean('efficacy'):.2f} | {mean('generalization'):.2f} | {mean('locality'):.2f} | "
-                     f"{mean('seconds'):.1f} |")
+                     f"{statistics.median(r['seconds'] for r in rows):.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +107,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, help="override v_num_grad_steps (quick trials)")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "ablation")
+    ap.add_argument("--report-only", action="store_true", help="rewrite ablation.md from ablation.json")
     args = ap.parse_args()
+    if args.report_only:
+        results = json.loads((args.out / "ablation.json").read_text())["results"]
+        t = max(len(rows) for rows in results.values())
+        marks = sorted({1, *range(2, t + 1, max(1, t // 5)), t})
+        atomic_write_text(args.out / "ablation.md", markdown(results, marks))
+        print(markdown(results, marks))
+        return
     model, tok = load_model(args.model)
     records = load_requests(DATA / "counterfact" / "counterfact_rome.jsonl", offset=args.offset,
                             limit=args.batch * args.iterations)

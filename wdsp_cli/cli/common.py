@@ -110,7 +110,7 @@ def fmt_bytes(n: int | None) -> str:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f}{unit[0]}" if unit == "B" else f"{n:.1f}{unit[0]}"
         n /= 1024
     return str(n)
 

@@ -112,11 +112,13 @@ def render(report: dict) -> None:
         stdout.print(f"Resumed: {report['skipped']} batch(es) were already committed.")
     table = Table(title=f"Edited with {report['config']['method']}"
                   + (" +WD" if report["config"]["wd"] else "") + (" +SP" if report["config"]["sp"] else ""))
-    for column in ("iteration", "requests", "seconds", "mean |delta|", "final NLL", "SP density", "diff", "dense"):
-        table.add_column(column, justify="right")
+    for column in ("iter", "reqs", "s", "|delta|", "NLL", "SP", "diff", "dense"):
+        table.add_column(column, justify="right", no_wrap=True)
     for it in report["iterations"]:
         table.add_row(str(it["iteration"]), str(it["requests"]), f"{it['seconds']:.1f}", f"{it['mean_delta_norm']:.3g}",
                       f"{it['mean_final_nll']:.3f}", "-" if it["sp_density"] is None else f"{it['sp_density']:.2f}",
                       fmt_bytes(it["diff_bytes"]), fmt_bytes(it["dense_bytes"]))
     stdout.print(table)
+    stdout.print("|delta|: mean norm of the optimised residuals; NLL: mean target NLL after optimisation; "
+                 "SP: realised density; diff: the iteration's file; dense: the same update as full matrices.")
     stdout.print(f"HEAD = {report['head']}. Next: wdsp evaluate")

@@ -29,12 +29,14 @@ def evaluate(
     if json:
         emit_json(document)
         return
-    table = Table(title=f"Iteration {document['iteration']} ({document['latest']['protocol']} metrics, %)")
-    for column in ("requests", "count", "efficacy", "generalisation", "locality", "Score"):
-        table.add_column(column, justify="right")
-    for name, label in (("latest", f"iteration {document['iteration']}"), ("all", f"iterations 1-{document['iteration']}")):
-        if name in document:
-            row = document[name]
-            table.add_row(label, str(row["requests"]), fmt_pct(row["efficacy"]), fmt_pct(row["generalization"]),
-                          fmt_pct(row["locality"]), fmt_pct(row["score"]))
+    t = document["iteration"]
+    table = Table(title=f"Iteration {t} ({document['latest']['protocol']} metrics, %)")
+    for column in ("requests of", "count", "efficacy", "generalisation", "locality", "same as base", "Score"):
+        table.add_column(column, justify="right", no_wrap=True)
+    scopes = [("latest", f"iteration {t}")] + ([("all", f"iterations 1-{t}")] if "all" in document and t > 1 else [])
+    for name, label in scopes:
+        row = document[name]
+        table.add_row(label, str(row["requests"]), fmt_pct(row["efficacy"]), fmt_pct(row["generalization"]),
+                      fmt_pct(row["locality"]), fmt_pct(row.get("locality_base")), fmt_pct(row["score"]))
     stdout.print(table)
+    stdout.print("locality: neighbour prompts keep their answer; same as base: their greedy next token is unchanged.")

@@ -40,6 +40,6 @@ def probe(
     for row in document["results"]:
         label = f"{row['iteration']}" + (" (base)" if row["iteration"] == 0 else "") \
             + (" (HEAD)" if row["iteration"] == document["head"] and row["iteration"] else "")
-        tokens = "  ".join(f"{t['token']!r} {100 * t['probability']:.1f}%" for t in row["top"])
-        table.add_row(label, tokens, row["continuation"])
+        tokens = "\n".join(f"{t['token']!r} {100 * t['probability']:.1f}%" for t in row["top"])
+        table.add_row(label, tokens, row["continuation"].replace("\n", "\\n "))
     stdout.print(table)

@@ -23,16 +23,20 @@ def status(workspace: Path = WorkspaceOption, json: bool = JsonOption) -> None:
     stdout.print(f"Workspace [bold]{document['workspace']}[/]: {model['source']['source']} ({model['model_type']}, "
                  f"{model['num_layers']} layers, {model['dtype']}, fingerprint {model['fingerprint'][7:19]})")
     stats = document["statistics"]
-    stdout.print("Statistics: " + (", ".join(f"layer {s['layer']} ({s['tokens']} tokens, {s['corpus']})" for s in stats)
+    groups: dict[tuple, list[int]] = {}
+    for s in stats:
+        groups.setdefault((s["tokens"], s["corpus"]), []).append(s["layer"])
+    stdout.print("Statistics: " + ("; ".join(f"layers {layers} ({tokens} tokens of {corpus})"
+                                             for (tokens, corpus), layers in groups.items())
                                    if stats else "none (run wdsp covariance)"))
     stdout.print(f"HEAD = {document['head']}")
     if document["iterations"]:
         table = Table()
         for column in ("iteration", "created", "method", "requests", "diff", "dense", "Score", ""):
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", no_wrap=True)
         for it in document["iterations"]:
             method = (it["method"] or "?") + (" +WD" if it["wd"] else "") + (" +SP" if it["sp"] else "")
-            table.add_row(str(it["iteration"]), (it["created_at"] or "")[:19], method, str(it["requests"]),
+            table.add_row(str(it["iteration"]), (it["created_at"] or "")[:16].replace("T", " "), method, str(it["requests"]),
                           fmt_bytes(it["diff_bytes"]), fmt_bytes(it["dense_bytes"]), fmt_pct(it["score"]),
                           "after HEAD" if it["after_head"] else ("HEAD" if it["iteration"] == document["head"] else ""))
         stdout.print(table)

@@ -6,7 +6,7 @@ import torch
 from wdsp_cli.architectures import template_for
 from wdsp_cli.config import EditConfig
 from wdsp_cli.deltas import WeightDiff, WeightState
-from wdsp_cli.editing import edit_batch
+from wdsp_cli.editing import edit_batch, edited_modules
 from wdsp_cli.errors import StatisticsError
 from wdsp_cli.evaluation import score_targets
 from wdsp_cli.hooks import hooks
@@ -118,3 +118,19 @@ def test_wd_modes_run_inside_an_edit_and_shrink_delta(tokenizer, mode):
         norms[wd] = torch.tensor(edit.report["delta_norm"]["transformer.h.2"])
         assert edit.diff.is_finite()
     assert (norms[True] < norms[False]).all(), norms
+
+
+@pytest.mark.parametrize("method", ["memit", "pmet"])
+def test_per_request_reference_edit_matches_the_batched_edit(tiny_model, tokenizer, method):
+    config = EditConfig(method=method, layers=(1, 2), v_num_grad_steps=6, mom2_update_weight=1.0)
+    moments = _identity_moments(tiny_model, config.layers)
+    templates = ["{}", "He is a musician. {}"]
+    state = WeightState(tiny_model)
+    snapshot = state.snapshot(edited_modules(tiny_model, config))
+    batched = edit_batch(tiny_model, tokenizer, REQUESTS, config, moments, templates, state)
+    state.restore(snapshot)
+    alone = edit_batch(tiny_model, tokenizer, REQUESTS, config, moments, templates, state, per_request=True)
+    assert torch.equal(batched.residuals.updates, alone.residuals.updates)
+    for a, b in zip(batched.diff.updates, alone.diff.updates):
+        # batching changes float rounding, which Adam amplifies a little (tests/test_residuals.py)
+        assert float((a.dense() - b.dense()).norm()) <= 1e-2 * float(b.dense().norm())

@@ -60,7 +60,7 @@ def test_batched_optimisation_equals_the_per_request_loop(tiny_model, tokenizer,
     assert settings.prefix_cache  # the default: the cached path is the one checked against the loop
     result = optimise_residuals(tiny_model, prompts, points, settings)
     for i, request in enumerate(REQUESTS):
-        init, delta, updates = optimise_residuals_reference(tiny_model, tokenizer, request, TEMPLATES, points, settings)
+        init, delta, updates, _, _ = optimise_residuals_reference(tiny_model, tokenizer, request, TEMPLATES, points, settings)
         assert int(result.updates[i]) == updates
         for p in points:
             torch.testing.assert_close(result.init[p][i], init[p], rtol=1e-5, atol=1e-6)
@@ -82,7 +82,7 @@ def test_per_request_early_stopping_and_clamp_match_the_loop(tokenizer):
     result = optimise_residuals(model, prompts, points, settings)
     assert (result.updates == 0).any() and (result.updates > 0).any()
     for i, request in enumerate(REQUESTS):
-        init, delta, updates = optimise_residuals_reference(model, tokenizer, request, TEMPLATES, points, settings)
+        init, delta, updates, _, _ = optimise_residuals_reference(model, tokenizer, request, TEMPLATES, points, settings)
         assert int(result.updates[i]) == updates
         _assert_close_vectors(result.delta[points[0]][i], delta[points[0]])
         # the clamp binds: ||delta|| <= 0.05 ||h||

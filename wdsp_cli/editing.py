@@ -33,6 +33,7 @@ from .deltas import LayerUpdate, WeightDiff, WeightState
 from .errors import EditError, StatisticsError
 from .keys import compute_keys
 from .methods import method_spec
+from .reference import optimise_each_request
 from .requests import EditRequest
 from .residuals import OptimisationSettings, Regulariser, ResidualResult, build_edit_prompts, optimise_residuals
 from .solve import update_factors
@@ -74,7 +75,8 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
                state: WeightState | None = None, regulariser: Regulariser | None = None,
                transform: Callable[[ResidualResult], ResidualResult] | None = None,
-               iteration: int = 1, on_step: Callable[[int, int], None] | None = None) -> BatchEdit:
+               iteration: int = 1, on_step: Callable[[int, int], None] | None = None,
+               per_request: bool = False) -> BatchEdit:
     """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
 
     second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
@@ -82,6 +84,8 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     transform: applied to the optimised residuals before SP and spreading.
     iteration: the iteration number (seeds SP's dropout).
     on_step(step, still_active): progress of the target optimisation.
+    per_request: optimise each request alone with the straightforward loop (``reference``), the
+        baseline of benchmarks/perf.py; no regulariser.
     """
     if not requests:
         raise EditError("no requests to edit", hint="give at least one request")
@@ -99,8 +103,14 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt)
     points = spec.points(template, config.z_layer)
     regulariser = regulariser or wd_regulariser(config, points)
-    result = optimise_residuals(model, prompts, points, OptimisationSettings.from_config(config), regulariser,
-                                on_step)
+    settings = OptimisationSettings.from_config(config)
+    if per_request:
+        if regulariser is not None:
+            raise EditError("the per-request reference optimisation takes no regulariser", hint="drop --wd")
+        result = optimise_each_request(model, tokenizer, requests, context_templates, points, settings,
+                                       config.kl_prompt)
+    else:
+        result = optimise_residuals(model, prompts, points, settings, regulariser, on_step)
     if transform is not None:
         result = transform(result)
     timings["optimise"] = time.perf_counter() - clock

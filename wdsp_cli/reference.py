@@ -3,7 +3,9 @@ benchmark reference (MEMIT's and EasyEdit's ``compute_z`` loop, written afresh).
 
 Public API:
     optimise_residuals_reference(model, tokenizer, request, context_templates, points, settings)
-        -> (init: point -> [d], delta: point -> [d], updates: int)
+        -> (init: point -> [d], delta: point -> [d], updates: int, loss: float, nll: float)
+    optimise_each_request(model, tokenizer, requests, context_templates, points, settings, kl_prompt)
+        -> ResidualResult   (the loop above over a batch: the benchmark's baseline)
 
 One request at a time; full logits over whole prompts every step; ``torch.optim.Adam``
 on a [d] vector; an in-place forward hook adds delta at the subject's last token. It
@@ -19,7 +21,7 @@ import torch
 from .architectures import module_by_name
 from .prompts import fill, subject_last_token
 from .requests import EditRequest
-from .residuals import OptimisationSettings
+from .residuals import OptimisationSettings, ResidualResult
 
 
 def optimise_residuals_reference(model, tokenizer, request: EditRequest, context_templates: Sequence[str],
@@ -84,6 +86,7 @@ def optimise_residuals_reference(model, tokenizer, request: EditRequest, context
                 kl = (kl_logp.exp() * (kl_logp - kl_init)).sum()
                 decay = sum(deltas[p].norm() / init[p].norm() ** 2 for p in points)
                 loss = nll + settings.kl_factor * kl + settings.v_weight_decay * decay
+            final = (float(loss.detach()), float(nll.detach()))
             if loss.item() < settings.early_stop_loss or step == settings.v_num_grad_steps - 1:
                 break
             loss.backward()
@@ -97,4 +100,22 @@ def optimise_residuals_reference(model, tokenizer, request: EditRequest, context
     finally:
         for h in handles:
             h.remove()
-    return init, {p: deltas[p].detach() for p in points}, updates
+    return init, {p: deltas[p].detach() for p in points}, updates, *final
+
+
+def optimise_each_request(model, tokenizer, requests: Sequence[EditRequest], context_templates: Sequence[str],
+                          points: Sequence[str], settings: OptimisationSettings,
+                          kl_prompt: str = "{} is a") -> ResidualResult:
+    """``optimise_residuals_reference`` for each request in turn, stacked as a ResidualResult."""
+    inits, deltas, updates, losses, nlls = [], [], [], [], []
+    for request in requests:
+        init, delta, steps, loss, nll = optimise_residuals_reference(model, tokenizer, request, context_templates,
+                                                                    points, settings, kl_prompt)
+        inits.append(init)
+        deltas.append(delta)
+        updates.append(steps)
+        losses.append(loss)
+        nlls.append(nll)
+    return ResidualResult(tuple(points), {p: torch.stack([i[p] for i in inits]) for p in points},
+                          {p: torch.stack([d[p].float() for d in deltas]) for p in points},
+                          torch.tensor(updates), torch.tensor(losses), torch.tensor(nlls))

@@ -1,0 +1,154 @@
+"""Speed and memory of the editing engine on the default model, each comparison in one run (issue 6).
+
+    .venv/bin/python benchmarks/perf.py --json > benchmarks/results/perf-<machine>-<date>.json
+    .venv/bin/python benchmarks/perf.py --reduced --json     # CI: small B, checks agreement only
+
+Prints one JSON document:
+  edit_batch_s, edit_batch_reference_s, edit_speedup   one MEMIT iteration of the first --batch
+      requests of counterfact_easyedit.part1.jsonl: the batched engine vs the per-request reference
+      loop (``edit_batch(per_request=True)``), same hyper-parameters (memit-smollm2), from the same
+      weights; each with its breakdown (optimise, keys, solve, apply, write) and its ES/PS/NS/Score;
+      metrics_max_difference: the largest difference of the two runs' metrics, in points;
+  edit_peak_rss_bytes          the process's peak RSS right after the batched edit (model, statistics
+      and everything the edit allocated; the reference runs later);
+  covariance_tokens_per_s, forward_tokens_per_s   statistics for the edited layers vs a plain no-grad
+      forward truncated after the last edited layer, on the same batches, timed batch by batch;
+  diff_bytes_per_iteration, dense_bytes_per_iteration, diff_to_dense_ratio;
+  rollback_0_s, rollback_100_s, rollback_load_s   materialising iteration 0 and 100 of a workspace of
+      100 iterations (diffs of the real shapes: factors of the measured edit, repeated), the model
+      load included, and the load alone;
+  evaluate_requests_per_s      CounterFact evaluation of the batch (rewrite, paraphrase, neighbours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from covariance_throughput import PairedTimer  # noqa: E402
+from wdsp_cli.config import preset  # noqa: E402
+from wdsp_cli.corpus import open_corpus  # noqa: E402
+from wdsp_cli.covariance import compute_covariance, length_sorted_batches, token_rows  # noqa: E402
+from wdsp_cli.deltas import WeightState  # noqa: E402
+from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
+from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
+from wdsp_cli.models import load_model  # noqa: E402
+from wdsp_cli.prompts import generate_context_templates  # noqa: E402
+from wdsp_cli.requests import load_requests  # noqa: E402
+
+METRICS = ("efficacy", "generalization", "locality", "score")
+
+
+def timed_edit(model, tok, requests, config, moments, templates, per_request: bool, folder: Path) -> dict:
+    state = WeightState(model)
+    snapshot = state.snapshot(edited_modules(model, config))
+    clock = time.perf_counter()
+    edit = edit_batch(model, tok, requests, config, moments, templates, state, per_request=per_request)
+    write = time.perf_counter()
+    edit.diff.save(folder / f"diff-{'reference' if per_request else 'batched'}.safetensors")
+    done = time.perf_counter()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    metrics = evaluate_counterfact(model, tok, requests)
+    evaluated = time.perf_counter()
+    state.restore(snapshot)
+    return {"seconds": done - clock, "breakdown_s": {**edit.report["timings_s"], "write": done - write},
+            "metrics": {k: metrics[k] for k in METRICS}, "peak_rss_bytes": rss, "diff": edit.diff,
+            "evaluate_s": evaluated - done}
+
+
+def covariance_throughput(model, tok, layers, tokens: int) -> dict:
+    corpus = open_corpus(DATA / "text" / "wikitext2_raw_test.txt")
+    rows = list(token_rows(tok, corpus.texts(), seq_len=256, max_tokens=tokens))
+    batches = list(length_sorted_batches(rows, 8, tok.pad_token_id, max_slots=8 * 256))
+    timer = PairedTimer(model, batches, max(layers))
+    timer.start()
+    compute_covariance(model, tok, layers, corpus, max_tokens=tokens, progress=timer)
+    timer.cov_s += time.perf_counter() - timer.mark
+    n = sum(map(len, rows))
+    return {"covariance_tokens_per_s": n / timer.cov_s, "forward_tokens_per_s": n / timer.plain_s,
+            "covariance_to_forward_ratio": timer.plain_s / timer.cov_s, "tokens": n}
+
+
+def rollback_timings(model_source: str, diff, iterations: int, folder: Path) -> dict:
+    """A workspace of ``iterations`` iterations, each the measured diff; time checkouts."""
+    from wdsp_cli.checkout import checkout, describe_model, load_base
+    from wdsp_cli.workspace import Workspace
+
+    model, _ = load_model(model_source)
+    ws = Workspace.create(folder / "workspace", describe_model(model_source, model))
+    del model
+    for t in range(1, iterations + 1):
+        ws.commit_iteration(t, diff, [], {"job": {"id": "perf", "batch": t - 1}})
+    clock = time.perf_counter()
+    load_base(ws)
+    load_s = time.perf_counter() - clock
+    out = {"rollback_load_s": load_s}
+    for t in (0, iterations):
+        clock = time.perf_counter()
+        checkout(ws, t)
+        out[f"rollback_{t}_s"] = time.perf_counter() - clock
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--tokens", type=int, default=20_000, help="covariance statistics tokens")
+    ap.add_argument("--rollback-iterations", type=int, default=100)
+    ap.add_argument("--reduced", action="store_true", help="CI: B=4, 5 steps, 2k tokens, 5 iterations")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--json", action="store_true", help="print the JSON document (always written to stdout)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    config = preset("memit-smollm2")
+    if args.reduced:
+        args.batch, args.tokens, args.rollback_iterations = 4, 2000, 5
+        config = config.replace(v_num_grad_steps=5)
+    model, tok = load_model("smollm2-135m-instruct")
+    requests = load_requests(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl", limit=args.batch)
+    report: dict = {"batch": args.batch, "config": config.to_dict(), "threads": torch.get_num_threads(),
+                    "machine": {"cpus": __import__("os").cpu_count()}}
+    report.update(covariance_throughput(model, tok, list(config.layers), args.tokens))
+    stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
+                               max_tokens=args.tokens)
+    moments = {l: s.second_moment for l, s in stats.items()}
+    templates = generate_context_templates(model, tok, config.context_template_count,
+                                           config.context_template_length, config.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        batched = timed_edit(model, tok, requests, config, moments, templates, False, folder)
+        reference = timed_edit(model, tok, requests, config, moments, templates, True, folder)
+        report.update({
+            "edit_batch_s": batched["seconds"], "edit_batch_breakdown_s": batched["breakdown_s"],
+            "edit_batch_metrics": batched["metrics"],
+            "edit_batch_reference_s": reference["seconds"], "edit_batch_reference_breakdown_s": reference["breakdown_s"],
+            "edit_batch_reference_metrics": reference["metrics"],
+            "edit_speedup": reference["seconds"] / batched["seconds"],
+            "metrics_max_difference": max(abs(batched["metrics"][k] - reference["metrics"][k]) for k in METRICS),
+            "edit_peak_rss_bytes": batched["peak_rss_bytes"],
+            "evaluate_requests_per_s": args.batch / batched["evaluate_s"],
+            "diff_bytes_per_iteration": (folder / "diff-batched.safetensors").stat().st_size,
+            "dense_bytes_per_iteration": batched["diff"].dense_nbytes,
+        })
+        report["diff_to_dense_ratio"] = report["diff_bytes_per_iteration"] / report["dense_bytes_per_iteration"]
+        report.update(rollback_timings("smollm2-135m-instruct", batched["diff"], args.rollback_iterations, folder))
+    print(json.dumps(report, indent=2, sort_keys=True))
+    if args.reduced and report["metrics_max_difference"] > 1.0 + 1e-9:
+        sys.exit(f"the batched edit and the per-request reference disagree by {report['metrics_max_difference']:.2f} "
+                 "points (more than 1)")
+
+
+if __name__ == "__main__":
+    main()

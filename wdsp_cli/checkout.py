@@ -2,7 +2,7 @@
 
 Public API:
     describe_model(source, model) -> dict      what a workspace records about its base model
-    load_base(workspace) -> (model, tokenizer)  the base model, refused if its fingerprint differs
+    load_base(workspace, device) -> (model, tokenizer)  the base model, refused if its fingerprint differs
     Checkout(model, tokenizer, state, iteration)  .advance_to(workspace, t)
     checkout(workspace, iteration) -> Checkout
     context_templates(workspace, model, tokenizer, config) -> (templates, new)   sampled once, then stored
@@ -34,11 +34,12 @@ def describe_model(source: str, model) -> dict:
             "hidden_size": getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)}
 
 
-def load_base(workspace: Workspace) -> tuple[Any, Any]:
+def load_base(workspace: Workspace, device: str = "cpu") -> tuple[Any, Any]:
+    """The workspace's base model on ``device``, refused if its fingerprint differs."""
     from .models import fingerprint, load_model, short_fingerprint, source_from_description
 
     info = workspace.model
-    model, tokenizer = load_model(source_from_description(info["source"]), dtype=info["dtype"])
+    model, tokenizer = load_model(source_from_description(info["source"]), dtype=info["dtype"], device=device)
     found = fingerprint(model)
     if found != info["fingerprint"]:
         raise ModelError(f"the model at {info['source']['source']!r} is not this workspace's base model "

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import itertools
 import json
 import logging
 import os
@@ -483,6 +484,7 @@ def compute_covariance(
     autocast_dtype: torch.dtype | None = None,
     progress: ProgressFn | None = None,
     metadata: Mapping[str, Any] | None = None,
+    data_parallel: bool = False,
 ) -> dict[int, LayerStatistics]:
     """C_l = (1/N) sum_t k_t k_t^T [d_in, d_in] for each l in ``layers``, over the texts' non-pad tokens.
 
@@ -498,16 +500,29 @@ def compute_covariance(
     ``progress(tokens_done, max_tokens)`` is called after every batch. ``metadata``: extra
     entries (e.g. ``model``: the model fingerprint), stringified (JSON for non-strings).
 
+    ``data_parallel``: run as one process of an initialised ``torch.distributed`` group (e.g.
+    under ``accelerate launch`` or ``torchrun``): this process reads every world-th document from
+    its rank on and up to its share of ``max_tokens`` and ``max_samples``; the sums and counts are
+    all-reduced, so every process returns the statistics of the union. Without token or sample
+    bounds that union is the whole corpus, as in one process (tested); with bounds it is each
+    shard's first tokens rather than the corpus's first tokens.
+
     Returns {layer: LayerStatistics} with ``second_moment`` on the CPU in ``accumulate_dtype``.
     Runs under ``torch.inference_mode``; the model is left as it was (training flag included).
     """
     identity = getattr(texts, "identity", None)
     stream = texts.texts() if callable(getattr(texts, "texts", None)) else texts
     info: dict[str, Any] = {}
+    rank, world = _process_group() if data_parallel else (0, 1)
+    if world > 1:
+        stream = itertools.islice(stream, rank, None, world)
     sums = accumulate_second_moment_sums(
-        model, tokenizer, layers, stream, max_tokens=max_tokens, max_samples=max_samples, seq_len=seq_len,
-        batch_size=batch_size, accumulate_dtype=accumulate_dtype, autocast_dtype=autocast_dtype,
-        progress=progress, run_info=info)
+        model, tokenizer, layers, stream, max_tokens=_share(max_tokens, rank, world),
+        max_samples=_share(max_samples, rank, world), seq_len=seq_len, batch_size=batch_size,
+        accumulate_dtype=accumulate_dtype, autocast_dtype=autocast_dtype, progress=progress, run_info=info)
+    if world > 1:
+        sums = _all_reduce(sums)
+        info["processes"] = world
     template = template_for(model)
     common = _run_metadata(model, identity, seq_len=seq_len, max_tokens=max_tokens, max_samples=max_samples,
                            accumulate_dtype=accumulate_dtype, autocast_dtype=autocast_dtype, info=info)
@@ -529,6 +544,34 @@ def compute_covariance(
     }
 
 
+def _process_group() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise StatisticsError("data_parallel statistics need an initialised torch.distributed process group",
+                              "run under `accelerate launch` or `torchrun`, or drop data_parallel")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _share(total: int | None, rank: int, world: int) -> int | None:
+    """This rank's part of a budget split as evenly as possible (the first ranks take the remainder)."""
+    if total is None:
+        return None
+    return total // world + (1 if rank < total % world else 0)
+
+
+def _all_reduce(sums: dict[int, SecondMomentSum]) -> dict[int, SecondMomentSum]:
+    """Sum every rank's (S_l, N) in place; each rank gets the totals."""
+    import torch.distributed as dist
+
+    for partial in sums.values():
+        dist.all_reduce(partial.total)
+        count = torch.tensor([partial.count], dtype=torch.float64, device=partial.total.device)
+        dist.all_reduce(count)
+        partial.count = int(count.item())
+    return sums
+
+
 def _run_metadata(model, identity, *, seq_len, max_tokens, max_samples, accumulate_dtype, autocast_dtype,
                   info) -> dict[str, str]:
     import transformers
@@ -548,6 +591,7 @@ def _run_metadata(model, identity, *, seq_len, max_tokens, max_samples, accumula
         "rows": info.get("rows"),
         "batching": "length-sorted rows, right padding, one document per row",
         "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype is not None else None,
+        "processes": info.get("processes", 1),
         "accumulate_dtype": str(accumulate_dtype).removeprefix("torch."),
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wdsp_version": __version__,

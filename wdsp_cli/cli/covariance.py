@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import typer
@@ -36,6 +38,18 @@ def method_layers(ws, method: str, layers: tuple[int, ...] | None) -> tuple[int,
     return default_config_for(m["model_type"], m["num_layers"], method, m.get("hidden_size")).layers
 
 
+def launched_processes() -> tuple[int, str, bool]:
+    """(rank, device, data_parallel): under `accelerate launch` / `torchrun` (WORLD_SIZE > 1) the
+    process group is set up by accelerate (NCCL on GPUs, gloo on CPUs), else one CPU process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, "cpu", False
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state.process_index, str(state.device), True
+
+
 @handles_errors
 def covariance(
     method: str = typer.Option("memit", "--method", help="Whose layers: memit or pmet (ignored with --layers)."),
@@ -52,7 +66,8 @@ def covariance(
     """Compute the edited layers' key statistics E(k k^T) over a corpus; skipped when they exist.
 
     Statistics belong to the base model and are reused by every edit. A layer whose statistics
-    came from another corpus or token budget is refused unless --force."""
+    came from another corpus or token budget is refused unless --force. Under `accelerate launch`
+    or `torchrun`, each process reads its share of the corpus and process 0 writes the sums."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..jobs.statistics import compute_statistics
@@ -60,12 +75,20 @@ def covariance(
 
     ws = open_workspace(workspace)
     chosen = method_layers(ws, method, parse_layers(layers))
-    with ws.lock("wdsp covariance"):
+    rank, device, parallel = launched_processes()
+    with ws.lock("wdsp covariance") if rank == 0 else contextlib.nullcontext():
         with Progress(TextColumn("statistics"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
-                      TimeElapsedColumn(), console=stderr, transient=True) as bar:
+                      TimeElapsedColumn(), console=stderr, transient=True, disable=rank != 0) as bar:
             task = bar.add_task("tokens", total=tokens)
             report = compute_statistics(ws, chosen, corpus, tokens, force, text_field=text_field,
-                                        progress=lambda done, total: bar.update(task, completed=done))
+                                        progress=lambda done, total: bar.update(task, completed=done),
+                                        data_parallel=parallel, device=device, write=rank == 0)
+        if parallel:
+            import torch.distributed as dist
+
+            dist.barrier()  # every process has finished before the lock is released
+    if rank != 0:
+        return
     if json:
         emit_json(report)
     elif report["computed"]:

@@ -80,9 +80,12 @@ def plan_statistics(workspace: Workspace, layers: Sequence[int], identity: dict,
 
 def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec: str, tokens: int,
                        force: bool = False, progress: Callable[[int, int | None], None] | None = None,
-                       base=None, text_field: str = "text") -> dict:
+                       base=None, text_field: str = "text", data_parallel: bool = False,
+                       device: str = "cpu", write: bool = True) -> dict:
     """Statistics of the base model for ``layers`` over ``tokens`` tokens of the corpus; stored
-    per layer (each file written atomically as soon as the pass ends). Returns a report."""
+    per layer (each file written atomically as soon as the pass ends). Returns a report.
+    ``data_parallel``: one process of a torch.distributed group (``covariance.compute_covariance``);
+    the model goes to ``device``; only the process with ``write`` stores the files."""
     from ..checkout import load_base
     from ..covariance import compute_covariance, save_layer_statistics
 
@@ -95,13 +98,13 @@ def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec:
               "tokens": tokens, "seconds": 0.0}
     if not compute:
         return report
-    model, tokenizer = base or load_base(workspace)
+    model, tokenizer = base or load_base(workspace, device=device)
     if corpus_spec == MODEL_SAMPLES:
         corpus = open_statistics_corpus(corpus_spec, model, tokenizer, fingerprint)
     clock = time.perf_counter()
     stats = compute_covariance(model, tokenizer, compute, corpus, max_tokens=tokens, progress=progress,
-                               metadata={"model": fingerprint})
-    for layer, layer_stats in stats.items():
+                               metadata={"model": fingerprint}, data_parallel=data_parallel)
+    for layer, layer_stats in stats.items() if write else ():
         save_layer_statistics(workspace.statistics_path(layer), layer_stats)
     report["seconds"] = round(time.perf_counter() - clock, 2)
     report["token_count"] = next(iter(stats.values())).token_count

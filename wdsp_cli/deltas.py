@@ -125,6 +125,11 @@ class WeightState:
     def _master(self, module: str) -> torch.Tensor:
         if module not in self.master:
             weight = weight_out_in(module_by_name(self.model, module))
+            if weight.is_meta:
+                raise EditError(f"the weights of {module} are offloaded (on the meta device), so they cannot be "
+                                "edited in place",
+                                hint="give the edited layers a real device in the device map (a GPU or 'cpu'); "
+                                     "the other layers may stay offloaded")
             self.original[module] = weight.detach().to("cpu", copy=True)
             self.master[module] = weight.detach().to("cpu", torch.float32, copy=True)
         return self.master[module]

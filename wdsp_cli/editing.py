@@ -131,7 +131,7 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
             keys, values = compute_keys(model, tokenizer, requests, context_templates, module, target_point)
             timings["keys"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            residual = (targets - values) / spec.spread(len(config.layers) - i)
+            residual = (targets.to(values.device) - values).to(keys.device) / spec.spread(len(config.layers) - i)
             if config.sp and config.sp_target == "layer-residuals":  # variant, not the paper
                 residual = sparsify(residual, config.sp_prune, config.sp_dropout, generator).delta
             cov = second_moments[layer]

@@ -50,9 +50,9 @@ def score_targets(model, tokenizer, prompts: Sequence[str], targets: Sequence[st
                 pos.append(n - 1 + k)
                 tok.append(t)
                 owner.append(r)
-        logits = head(hidden[torch.tensor(rows, device=device), torch.tensor(pos, device=device)]).float()
+        logits = head(hidden[torch.tensor(rows, device=hidden.device), torch.tensor(pos, device=hidden.device)]).float()
         logp = torch.log_softmax(logits, dim=-1)
-        tok_t = torch.tensor(tok, device=device)
+        tok_t = torch.tensor(tok, device=logits.device)
         token_nll = -logp.gather(1, tok_t[:, None]).squeeze(1).cpu()
         hit = (logits.argmax(-1) == tok_t).float().cpu()
         owner_t = torch.tensor(owner)
@@ -133,8 +133,8 @@ def next_token_predictions(model, tokenizer, prompts: Sequence[str], batch_size:
         batch = pad_rows([ids[i] for i in chunk], tokenizer.pad_token_id)
         hidden = decoder(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                          use_cache=False).last_hidden_state
-        last = torch.tensor([len(ids[i]) - 1 for i in chunk], device=device)
-        logits = head(hidden[torch.arange(len(chunk), device=device), last])
+        last = torch.tensor([len(ids[i]) - 1 for i in chunk], device=hidden.device)
+        logits = head(hidden[torch.arange(len(chunk), device=hidden.device), last])
         out[chunk] = logits.argmax(-1).cpu()
     return out
 

@@ -46,12 +46,13 @@ def compute_keys(model, tokenizer, requests: Sequence[EditRequest], context_temp
     with hooks(model, inputs=[key_module], outputs=[value_point], stop_after=value_point) as trace:
         run(model, input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
             use_cache=False)
-    index = torch.arange(len(rows), device=device)
-    lookup_t = torch.tensor(lookup, device=device)
-    keys = trace.inputs[key_module][index, lookup_t].float()  # [B * n, d_in]
-    values = trace.outputs[value_point][index, lookup_t].float()
+    index = torch.arange(len(rows))
+    lookup_t = torch.tensor(lookup)
+    inputs, outputs = trace.inputs[key_module], trace.outputs[value_point]  # on their layers' devices
+    keys = inputs[index.to(inputs.device), lookup_t.to(inputs.device)].float()  # [B * n, d_in]
+    values = outputs[index.to(outputs.device), lookup_t.to(outputs.device)].float()
     n = len(context_templates)
-    weights = key_weights(n).to(device)
+    weights = key_weights(n).to(keys.device)
     keys = (keys.view(len(requests), n, -1) * weights[None, :, None]).sum(1)
     values = values.view(len(requests), n, -1)[:, 0]
     return keys, values

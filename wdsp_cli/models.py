@@ -460,6 +460,8 @@ def load_model(
     device: str | torch.device = "cpu",
     cache_dir: Path | None = None,
     local_files_only: bool | None = None,
+    device_map: str | dict | None = None,
+    offload_folder: str | Path | None = None,
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` ready for editing.
 
@@ -470,7 +472,9 @@ def load_model(
 
     The model is a supported causal LM (``template_for`` passes), in eval mode, with
     ``requires_grad=False`` on every parameter, loaded on CPU in ``dtype`` and then moved to
-    ``device``. The tokenizer pads on the right and has a pad token (its eos if it had none).
+    ``device``; or, with ``device_map`` ("auto", "balanced", or {module: device}), placed across
+    devices by accelerate (layers that fit nowhere go to ``offload_folder``; those cannot be edited).
+    The tokenizer pads on the right and has a pad token (its eos if it had none).
 
     Raises ModelError (with a hint) for a missing folder or one without config.json, a hub id not
     available offline, a folder that is not a causal LM, or an unsupported model family; InputError
@@ -536,8 +540,9 @@ def load_model(
     started = time.perf_counter()
     try:
         with _quiet_transformers_progress():
+            placement = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
             model = AutoModelForCausalLM.from_pretrained(
-                path_or_id, config=config, dtype=torch_dtype, local_files_only=offline
+                path_or_id, config=config, dtype=torch_dtype, local_files_only=offline, **placement
             )
     except OSError as exc:
         if kind == "hub":
@@ -573,7 +578,7 @@ def load_model(
 
     model.eval()
     model.requires_grad_(False)
-    if torch_device.type != "cpu":
+    if torch_device.type != "cpu" and device_map is None:
         model.to(torch_device)
     log.info(
         "loaded %s: %s, %d parameters, in %.1f s",

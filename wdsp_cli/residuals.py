@@ -252,7 +252,8 @@ class _Feed:
         held = int(start.max()) if self.prefix is not None else 0
         if held:
             inputs.update(use_cache=True, cache=DynamicCache(
-                [(k[rows, :, :held], v[rows, :, :held]) for k, v in self.prefix], config=self.config))
+                [(k[rows.to(k.device), :, :held], v[rows.to(v.device), :, :held]) for k, v in self.prefix],
+                config=self.config))
             mask = torch.cat([torch.arange(held, device=rows.device) < start[:, None], mask], dim=1)
         inputs["attention_mask"] = mask.long()
         return inputs
@@ -277,9 +278,9 @@ def _prefix_cache(model, input_ids: torch.Tensor, lookup: torch.Tensor, autocast
             if prefix is None:
                 prefix = [tuple(kv.new_zeros(len(lookup), kv.shape[1], held, kv.shape[3])
                                 for kv in (layer.keys, layer.values)) for layer in cache.layers]
-            for (k, v), layer in zip(prefix, cache.layers):
-                k[rows, :, : len(steps)] = layer.keys
-                v[rows, :, : len(steps)] = layer.values
+            for (k, v), layer in zip(prefix, cache.layers):  # each on its layer's device
+                k[rows.to(k.device), :, : len(steps)] = layer.keys
+                v[rows.to(v.device), :, : len(steps)] = layer.values
     return prefix
 
 
@@ -339,12 +340,14 @@ def _sub_prompts(prompts: EditPrompts, requests: torch.Tensor):
 def _editor(delta: torch.Tensor, req: torch.Tensor, lookup: torch.Tensor, capture=None):
     """Edit fn adding ``delta[req[r]]`` at (r, lookup[r]) of each fed row r; with ``capture =
     (rows, requests, store)`` it first stores the unedited values of ``rows`` at ``store[requests]``."""
-    def edit(out: torch.Tensor) -> torch.Tensor:
+    def edit(out: torch.Tensor) -> torch.Tensor:  # ``out`` may sit on another device (device maps)
+        here = lookup.to(out.device)
         if capture is not None:
             rows, requests, store = capture
-            store[requests] = out[rows, lookup[rows]].detach().float()
-        index = (torch.arange(len(req), device=out.device), lookup)
-        return out.index_put(index, delta[req].to(out.dtype), accumulate=True)
+            rows = rows.to(out.device)
+            store[requests] = out[rows, here[rows]].detach().float().to(store.device)
+        index = (torch.arange(len(req), device=out.device), here)
+        return out.index_put(index, delta[req].to(out.device, out.dtype), accumulate=True)
     return edit
 
 
@@ -380,21 +383,23 @@ def forward_losses(model, prompts: EditPrompts, requests: torch.Tensor, deltas: 
         in_group = torch.full((len(rows),), -1, dtype=torch.long, device=device)
         in_group[group] = torch.arange(len(group), device=device)
         mine = (in_group[s_row] >= 0).nonzero().squeeze(1)
-        picked.append(hidden[in_group[s_row[mine]], s_pos[mine]])
+        picked.append(hidden[in_group[s_row[mine]].to(hidden.device), s_pos[mine].to(hidden.device)])
         order.append(mine)
-    # logits only where they are scored
+    # logits only where they are scored (on the head's device; losses come back to ``device``)
     with _precision(device, feed.autocast_dtype):
-        logits = head(torch.cat(picked)[torch.argsort(torch.cat(order))])
+        chosen = torch.cat(picked)
+        logits = head(chosen[torch.argsort(torch.cat(order)).to(chosen.device)])
     logp = torch.log_softmax(logits.float(), dim=-1)
+    here = logp.device
     n_targets = int(t_sel.sum())
-    token_logp = logp[:n_targets].gather(1, prompts.target_token[t_sel].to(device)[:, None]).squeeze(1)
-    t_req = local[prompts.row_request[prompts.target_row[t_sel]]].to(device)
-    weight = prompts.target_weight[t_sel].to(device)
-    nll = torch.zeros(len(requests), device=device).index_add(0, t_req, -token_logp * weight)
+    token_logp = logp[:n_targets].gather(1, prompts.target_token[t_sel].to(here)[:, None]).squeeze(1)
+    t_req = local[prompts.row_request[prompts.target_row[t_sel]]].to(here)
+    weight = prompts.target_weight[t_sel].to(here)
+    nll = torch.zeros(len(requests), device=here).index_add(0, t_req, -token_logp * weight).to(device)
     kl_logp = logp[n_targets:]
     kl = None
     if kl_init is not None:
-        kl = (kl_logp.exp() * (kl_logp - kl_init)).sum(-1)
+        kl = (kl_logp.exp() * (kl_logp - kl_init.to(here))).sum(-1).to(device)
     return nll, kl_logp, kl, init
 
 

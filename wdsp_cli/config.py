@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from . import __version__
 from .errors import InputError
 
-METHODS = ("memit", "pmet")
+METHODS = ("memit", "pmet", "alphaedit")
 WD_MODES = ("sinkhorn", "exact", "dirac")
 WD_SCALES = ("nll", "pow10")
 WD_POINTS = ("mlp", "all")
@@ -31,7 +31,7 @@ DEFAULT_WD_WEIGHT = {"nll": 0.01, "pow10": 1.0}
 @dataclass(frozen=True)
 class EditConfig:
     method: str = "memit"
-    """Editing algorithm: "memit" or "pmet"."""
+    """Editing algorithm: "memit", "pmet" or "alphaedit"."""
     layers: tuple[int, ...] = (3, 4, 5, 6, 7)
     """Edited layers L (MEMIT ``layers``); the last one is the z-layer l_n."""
     v_lr: float = 0.5
@@ -81,6 +81,10 @@ class EditConfig:
     """Dropout rate on the kept entries, rescaled by 1/(1 - dr) (the paper's dr; code: 0.1)."""
     sp_target: str = "delta"
     """"delta" (the paper) or the variant "layer-residuals" (sparsify every layer's residual R)."""
+    nullspace_threshold: float = 2e-2
+    """AlphaEdit: eigenvalues of C below this span the null space projected onto (``nullspace_threshold``)."""
+    alphaedit_l2: float = 10.0
+    """AlphaEdit: alpha in (K K^T P + K_p K_p^T P + alpha I)^-1 (``L2``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
@@ -105,6 +109,8 @@ class EditConfig:
             problems.append("sp_prune must be in (0, 1] and sp_dropout in [0, 1)")
         if (self.wd_weight is not None and not self.wd_weight >= 0) or not self.wd_reg > 0:
             problems.append("wd_weight must be >= 0 and wd_reg > 0")
+        if not self.nullspace_threshold > 0 or not self.alphaedit_l2 > 0:
+            problems.append("nullspace_threshold and alphaedit_l2 must be > 0")
         if self.kl_prompt.count("{}") != 1:
             problems.append('kl_prompt needs exactly one "{}" for the subject')
         if problems:
@@ -163,6 +169,11 @@ PRESETS: dict[str, EditConfig] = {
     "memit-smollm2": _MEMIT_GPTJ.replace(layers=(4, 5, 6, 7, 8), mom2_update_weight=2000.0),
     "pmet-smollm2": _MEMIT_GPTJ.replace(method="pmet", layers=(4, 5, 6, 7, 8), clamp_norm_factor=4.0,
                                         mom2_update_weight=1000.0),
+    # AlphaEdit (Fang et al. 2025): MEMIT's target optimisation with the published layers and v_lr,
+    # null-space threshold 2e-2 and L2 10 (method.md section 5); mom2_update_weight is unused.
+    "alphaedit-gptj": _MEMIT_GPTJ.replace(method="alphaedit"),
+    "alphaedit-llama3-8b": _MEMIT_GPTJ.replace(method="alphaedit", layers=(4, 5, 6, 7, 8), v_lr=0.1),
+    "alphaedit-smollm2": _MEMIT_GPTJ.replace(method="alphaedit", layers=(4, 5, 6, 7, 8)),
 }
 
 

@@ -1,4 +1,4 @@
-"""One batch of a locate-then-edit method (MEMIT, PMET): requests in, a weight diff out.
+"""One batch of a locate-then-edit method (MEMIT, PMET, AlphaEdit): requests in, a weight diff out.
 
 Public API:
     BatchEdit             the diff, the optimised residuals and a report
@@ -9,7 +9,8 @@ Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n:
   1. optimise the target values Z at the z-layer l_n (``residuals.optimise_residuals``);
   2. for i = 1..n on layer l = l_i, with the model as updated so far:
      K = keys at l [B, d_in], V = current value at the target point [B, d],
-     R = (Z - V) / spread(n - i + 1), (left, right) = update_factors(R, K, C_l, lambda),
+     R = (Z - V) / spread(n - i + 1), (left, right) = update_factors(R, K, C_l, lambda)
+     (AlphaEdit: projected_update_factors(R, K, P_l, K_p K_p^T, alpha)),
      W_l += left @ right^T (through ``WeightState``, in float32, cast once).
 With ``config.wd`` the WD term joins the optimisation's loss (``wasserstein``); with
 ``config.sp`` each request's delta at the target point is pruned and dropped out before
@@ -36,7 +37,8 @@ from .methods import method_spec
 from .reference import optimise_each_request
 from .requests import EditRequest
 from .residuals import OptimisationSettings, Regulariser, ResidualResult, build_edit_prompts, optimise_residuals
-from .solve import update_factors
+from .nullspace import null_space_projection
+from .solve import projected_update_factors, update_factors
 from .sparsify import sparsify
 from .wasserstein import WassersteinRegulariser
 
@@ -45,9 +47,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchEdit:
+    """The diff, the optimised residuals, each edited layer's keys [B, d_in] (AlphaEdit's state for
+    later batches; kept for every method) and a report."""
+
     diff: WeightDiff
     residuals: ResidualResult
     report: dict = field(default_factory=dict)
+    keys: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 def edited_modules(model, config: EditConfig) -> list[str]:
@@ -76,7 +82,8 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                state: WeightState | None = None, regulariser: Regulariser | None = None,
                transform: Callable[[ResidualResult], ResidualResult] | None = None,
                iteration: int = 1, on_step: Callable[[int, int], None] | None = None,
-               per_request: bool = False) -> BatchEdit:
+               per_request: bool = False, projections: Mapping[int, torch.Tensor] | None = None,
+               previous_keys: Mapping[int, torch.Tensor] | None = None) -> BatchEdit:
     """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
 
     second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
@@ -86,6 +93,9 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     on_step(step, still_active): progress of the target optimisation.
     per_request: optimise each request alone with the straightforward loop (``reference``), the
         baseline of benchmarks/perf.py; no regulariser.
+    projections: AlphaEdit, layer -> null-space projection P (computed from ``second_moments``
+        with ``config.nullspace_threshold`` when not given: an eigendecomposition per layer).
+    previous_keys: AlphaEdit, layer -> K_p K_p^T of the earlier batches' keys (None: none).
     """
     if not requests:
         raise EditError("no requests to edit", hint="give at least one request")
@@ -124,7 +134,7 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     targets = result.target(target_point)  # Z [B, d]
 
     snapshot = state.snapshot(modules)
-    updates, layer_reports = [], []
+    updates, layer_reports, batch_keys = [], [], {}
     try:
         for i, (layer, module) in enumerate(zip(config.layers, modules)):
             clock = time.perf_counter()
@@ -138,7 +148,14 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
             if cov.shape != (keys.shape[1], keys.shape[1]):
                 raise StatisticsError(f"covariance of layer {layer} is {tuple(cov.shape)}, keys have "
                                       f"dimension {keys.shape[1]}", hint="recompute statistics for this model")
-            left, right = update_factors(residual, keys, cov.to(keys.device), config.mom2_update_weight)
+            if config.method == "alphaedit":
+                projection = projections[layer] if projections is not None and layer in projections \
+                    else null_space_projection(cov.to(keys.device), config.nullspace_threshold)[0]
+                previous = previous_keys.get(layer) if previous_keys is not None else None
+                left, right = projected_update_factors(residual, keys, projection, previous, config.alphaedit_l2)
+            else:
+                left, right = update_factors(residual, keys, cov.to(keys.device), config.mom2_update_weight)
+            batch_keys[layer] = keys.detach().to("cpu", torch.float32)
             update = LayerUpdate(module, left, right)
             if not update.is_finite():
                 raise EditError(f"the update of {module} is not finite",
@@ -166,4 +183,4 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
         "sp": sp_report,
     }
     log.info("edited %d requests with %s in %.1fs", len(requests), config.method, sum(timings.values()))
-    return BatchEdit(WeightDiff(tuple(updates), {"method": config.method}), result, report)
+    return BatchEdit(WeightDiff(tuple(updates), {"method": config.method}), result, report, batch_keys)

@@ -7,8 +7,10 @@ Layout (``SCHEMA_VERSION`` 1)::
     config.json                     the configuration of the latest edit (the next edit's defaults)
     context-templates.json          {"count/length/seed": [templates]}, sampled once from the base model
     statistics/layer-<l>.safetensors  C_l and what produced it (covariance.save_layer_statistics)
+    statistics/nullspace-<l>.safetensors  AlphaEdit's projection P_l, with its threshold
     iterations/<t:06d>/             a committed iteration t:
         diff.safetensors            the update in factor form (deltas.WeightDiff)
+        keys.safetensors            the batch's keys per edited layer (AlphaEdit's state)
         requests.jsonl              its requests (requests.request_to_dict, one per line)
         record.json                 written last, the commit marker: config, job, report, sizes
     evaluations/<t:06d>.json        ``wdsp evaluate`` results at iteration t
@@ -22,7 +24,7 @@ moves HEAD, and nothing is deleted: later iterations stay until an edit archives
 
 Public API:
     SCHEMA_VERSION, Workspace.create(root, model) / Workspace.open(root), find_root(path)
-    Workspace: .head / .set_head(t) / .iterations() / .record(t) / .diff(t) / .requests(t)
+    Workspace: .head / .set_head(t) / .iterations() / .record(t) / .diff(t) / .requests(t) / .keys(t)
                .commit_iteration(t, diff, requests, record) / .archive_after(t)
                .lock() / .statistics_path(l) / .templates(key) / .save_templates(key, list)
                .config() / .save_config(cfg) / .evaluation(t) / .save_evaluation(t, doc)
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text
 from .config import EditConfig
 from .deltas import WeightDiff
 from .errors import EditError, WorkspaceBusy, WorkspaceError
@@ -209,10 +211,20 @@ class Workspace:
             raise WorkspaceError(f"requests of iteration {iteration} are unreadable: {exc}",
                                  hint="the workspace is damaged") from None
 
+    def keys(self, iteration: int) -> dict:
+        """layer -> the keys [B, d_in] iteration ``iteration`` edited (empty if none were kept)."""
+        from safetensors.torch import load_file
+
+        path = self.iteration_dir(iteration) / "keys.safetensors"
+        if not path.exists():
+            return {}
+        return {int(name.split(".")[1]): tensor for name, tensor in load_file(str(path)).items()}
+
     def commit_iteration(self, iteration: int, diff: WeightDiff, requests: Sequence[EditRequest],
-                         record: dict) -> Path:
+                         record: dict, keys: dict | None = None) -> Path:
         """Write iteration ``iteration`` completely, then rename it into place, then move HEAD.
 
+        ``keys``: layer -> the batch's keys [B, d_in] (AlphaEdit's state for later iterations).
         Checks first: the diff is finite and ``iteration`` is HEAD + 1 with nothing after HEAD.
         Any failure (a full disk...) leaves the workspace as it was."""
         if not diff.is_finite():
@@ -227,6 +239,11 @@ class Workspace:
         tmp.mkdir()
         try:
             diff.save(tmp / "diff.safetensors")
+            if keys:
+                from safetensors.torch import save
+
+                atomic_write_bytes(tmp / "keys.safetensors",
+                                   save({f"layer.{l}": k.contiguous() for l, k in sorted(keys.items())}))
             atomic_write_text(tmp / "requests.jsonl",
                               "".join(json.dumps(request_to_dict(r), sort_keys=True) + "\n" for r in requests))
             full = {"iteration": iteration, "created_at": now(), "wdsp_version": __version__,

@@ -32,7 +32,7 @@ def resolve_config(ws, method: str, preset_name: str | None, overrides: dict):
 @handles_errors
 def edit(
     facts: Path = typer.Argument(..., help="Requests: facts JSONL (docs/facts-format.md), CounterFact or zsRE."),
-    method: str = typer.Option(None, "--method", help="memit or pmet (default memit, or the preset's)."),
+    method: str = typer.Option(None, "--method", help="memit, pmet or alphaedit (default memit, or the preset's)."),
     preset: str = typer.Option(None, "--preset", help="A named preset (e.g. pmet-smollm2, memit-gptj)."),
     batch_size: int = typer.Option(20, "--batch-size", "-b", help="Requests per iteration."),
     format: str = typer.Option("auto", "--format", help="auto, facts, counterfact-rome, counterfact-easyedit, zsre-mend."),
@@ -47,6 +47,9 @@ def edit(
     sp: bool = typer.Option(None, "--sp/--no-sp", help="Sparsify each request's residual (the paper's SP)."),
     sp_prune: float = typer.Option(None, "--sp-prune", help="Fraction of largest entries kept (default 0.7)."),
     sp_dropout: float = typer.Option(None, "--sp-dropout", help="Dropout rate on kept entries (default 0.3)."),
+    nullspace_threshold: float = typer.Option(None, "--nullspace-threshold",
+                                              help="AlphaEdit: eigenvalue threshold of the null space (default 2e-2)."),
+    alphaedit_l2: float = typer.Option(None, "--alphaedit-l2", help="AlphaEdit: alpha (default 10)."),
     steps: int = typer.Option(None, "--steps", help="Optimisation steps per batch (v_num_grad_steps)."),
     seed: int = typer.Option(None, "--seed", help="Seed of context templates and SP's dropout."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
@@ -70,7 +73,8 @@ def edit(
     config = resolve_config(ws, method, preset, {
         "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
         "wd_points": wd_points, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
-        "v_num_grad_steps": steps, "seed": seed})
+        "v_num_grad_steps": steps, "seed": seed, "nullspace_threshold": nullspace_threshold,
+        "alphaedit_l2": alphaedit_l2})
     with ws.lock("wdsp edit"), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                         TimeElapsedColumn(), console=stderr, transient=True) as bar:
         batches = bar.add_task("iterations", total=None)

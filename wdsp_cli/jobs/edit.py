@@ -88,7 +88,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
     moved forward with the workspace. Without it the model is loaded."""
     from ..checkout import checkout, context_templates, load_base, template_key
     from ..editing import edit_batch
-    from .statistics import load_second_moments
+    from .statistics import load_projections, load_second_moments
 
     progress = progress or (lambda event, data: None)
     plan = plan_edit(workspace, requests, config, batch_size, resume)
@@ -100,6 +100,8 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         report["head"] = workspace.head
         return report
     moments = load_second_moments(workspace, config.layers)  # fail before loading the model
+    projections = load_projections(workspace, config.layers, config.nullspace_threshold) \
+        if config.method == "alphaedit" else None
     if current is None:
         current = checkout(workspace, 0, base=load_base(workspace))
     elif current.iteration > workspace.head:
@@ -108,6 +110,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         templates, new_templates = context_templates(workspace, current.model, current.tokenizer, config)
     current.advance_to(workspace, workspace.head)
     tokenizer = current.tokenizer
+    previous = previous_key_moments(workspace, workspace.head, config.layers) if projections else None
     for index in range(plan.done, len(plan.batches)):
         batch = plan.batches[index]
         t = workspace.head + 1
@@ -115,7 +118,8 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
                                "requests": len(batch), "steps": config.v_num_grad_steps})
         clock = time.perf_counter()
         edit = edit_batch(current.model, tokenizer, batch, config, moments, templates, current.state,
-                          iteration=t, on_step=lambda step, active: progress("step", {"step": step, "active": active}))
+                          iteration=t, on_step=lambda step, active: progress("step", {"step": step, "active": active}),
+                          projections=projections, previous_keys=previous)
         seconds = time.perf_counter() - clock
         target_norms = list(edit.report["delta_norm"].values())[-1]
         sp = edit.report["sp"]
@@ -133,7 +137,9 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         if index == plan.done:  # the first write of this run: nothing changes before it
             report["archived"], folder = workspace.archive_after(workspace.head)
             report["archive"] = str(folder) if folder else None
-        workspace.commit_iteration(t, edit.diff, batch, record)
+        workspace.commit_iteration(t, edit.diff, batch, record, keys=edit.keys)
+        if previous is not None:
+            previous = accumulate_key_moments(previous, edit.keys)
         if index == plan.done:
             workspace.save_config(config)
             if new_templates:
@@ -145,3 +151,20 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
     report["head"] = workspace.head
     return report
 
+
+
+def accumulate_key_moments(previous: dict, keys: dict) -> dict:
+    """previous[l] + K_l^T K_l for each layer (float64); the one order every path uses, so a
+    resumed or rolled-back workspace sums the same numbers in the same order as a live run."""
+    from ..nullspace import key_moment
+
+    return {l: (key_moment(k) if previous.get(l) is None else previous[l] + key_moment(k)) for l, k in keys.items()}
+
+
+def previous_key_moments(workspace: Workspace, head: int, layers) -> dict:
+    """AlphaEdit's K_p K_p^T per layer over the keys of iterations 1..head (per-iteration state)."""
+    previous: dict = {l: None for l in layers}
+    for t in range(1, head + 1):
+        keys = workspace.keys(t)
+        previous = {**previous, **accumulate_key_moments(previous, {l: k for l, k in keys.items() if l in previous})}
+    return previous

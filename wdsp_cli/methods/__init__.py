@@ -2,17 +2,18 @@
 
 Public API:
     MethodSpec          the per-method choices the shared batch algorithm (``editing``) needs
-    method_spec(name)   "memit" | "pmet"
+    method_spec(name)   "memit" | "pmet" | "alphaedit"
 """
 
 from __future__ import annotations
 
 from ..errors import InputError
+from .alphaedit import ALPHAEDIT
 from .base import MethodSpec
 from .memit import MEMIT
 from .pmet import PMET
 
-METHOD_SPECS: dict[str, MethodSpec] = {m.name: m for m in (MEMIT, PMET)}
+METHOD_SPECS: dict[str, MethodSpec] = {m.name: m for m in (MEMIT, PMET, ALPHAEDIT)}
 
 
 def method_spec(name: str) -> MethodSpec:

@@ -64,3 +64,28 @@ def test_load_model_with_a_device_map_offloads_and_still_answers(tmp_path):
     ids = tok(["The capital of France is"], return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, plain(input_ids=ids).logits)
+
+
+def test_a_workspace_keeps_its_placement(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+    from workspace_helpers import make_model_dir
+
+    from wdsp_cli.checkout import load_base
+    from wdsp_cli.cli import app
+    from wdsp_cli.workspace import Workspace
+
+    folder = make_model_dir(tmp_path / "model")
+    ws = tmp_path / "ws"
+    placement = {"model.embed_tokens": "cpu", "model.layers": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu",
+                 "lm_head": "cpu"}
+    result = CliRunner().invoke(app, ["init", "--model", str(folder), "--device-map", json.dumps(placement),
+                                      "-w", str(ws)])
+    assert result.exit_code == 0, result.stderr
+    workspace = Workspace.open(ws)
+    assert workspace.model["placement"]["device_map"] == placement
+    model, _ = load_base(workspace)  # placed by the recorded map, and its fingerprint still matches
+    assert next(model.parameters()).device.type == "cpu"
+    bad = CliRunner().invoke(app, ["init", "--model", str(folder), "--device-map", "everywhere", "-w", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--device-map" in bad.stderr

@@ -24,22 +24,28 @@ from .errors import ModelError
 from .workspace import Workspace
 
 
-def describe_model(source: str, model) -> dict:
+def describe_model(source: str, model, placement: dict | None = None) -> dict:
+    """Source, fingerprint, dtype, shape and ``placement`` ({"device", "device_map"}) of a model."""
     from .models import describe_source, fingerprint
 
     config = model.config
     return {"source": describe_source(source), "fingerprint": fingerprint(model),
+            "placement": placement or {"device": "cpu", "device_map": None},
             "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
             "model_type": config.model_type, "num_layers": num_layers(model),
             "hidden_size": getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)}
 
 
-def load_base(workspace: Workspace, device: str = "cpu") -> tuple[Any, Any]:
-    """The workspace's base model on ``device``, refused if its fingerprint differs."""
+def load_base(workspace: Workspace, device: str | None = None) -> tuple[Any, Any]:
+    """The workspace's base model, placed as recorded at ``wdsp init`` (``placement``: a device or
+    an accelerate device map) unless ``device`` overrides it; refused if its fingerprint differs."""
     from .models import fingerprint, load_model, short_fingerprint, source_from_description
 
     info = workspace.model
-    model, tokenizer = load_model(source_from_description(info["source"]), dtype=info["dtype"], device=device)
+    placement = info.get("placement") or {}
+    where = {"device": device} if device is not None else \
+        {"device": placement.get("device", "cpu"), "device_map": placement.get("device_map")}
+    model, tokenizer = load_model(source_from_description(info["source"]), dtype=info["dtype"], **where)
     found = fingerprint(model)
     if found != info["fingerprint"]:
         raise ModelError(f"the model at {info['source']['source']!r} is not this workspace's base model "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -34,6 +35,8 @@ def test_bench_runs_the_grid_resumes_and_writes_tables_and_plots(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("record.json")} == stamps
     assert again["runs"] == results["runs"]
     assert markdown_tables(again) == table
+    grown = run_bench(out, dataclasses.replace(spec, variants=("none", "wd+sp", "sp")))  # a grid can grow
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and len(grown["runs"]) == 3
 
 
 def test_bench_refuses_other_settings_in_the_same_folder_and_too_few_records(tmp_path):
@@ -41,7 +44,7 @@ def test_bench_refuses_other_settings_in_the_same_folder_and_too_few_records(tmp
     with pytest.raises(InputError, match="only 6 records"):
         run_bench(tmp_path / "b", BenchSpec(str(facts), batch_size=4, iterations=2))
     (tmp_path / "b" / "spec.json").write_text(json.dumps({"requests": "other"}))
-    with pytest.raises(InputError, match="other settings"):
+    with pytest.raises(InputError, match="other settings .*requests"):
         run_bench(tmp_path / "b", BenchSpec(str(facts), batch_size=2, iterations=2))
     with pytest.raises(InputError, match="unknown variant"):
         BenchSpec(str(facts), variants=("l1",))

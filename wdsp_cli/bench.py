@@ -11,7 +11,8 @@ Public API:
 Layout of ``out``: base/ is a workspace holding the shared covariance statistics; runs/<name>/ is
 one workspace per (method, variant, seed), its statistics hard-linked from base/. Every edit is a
 committed iteration and every evaluation is stored, so rerunning an interrupted benchmark resumes
-where it stopped and recomputes nothing.
+where it stopped and recomputes nothing; a grid grown by methods, variants or seeds reuses the
+runs already done (the protocol fields must stay the same).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from .atomic import atomic_write_text
 from .errors import InputError
 from .workspace import Workspace
 
+# What makes two runs comparable; methods, variants, seeds and retention points may grow.
+PROTOCOL_FIELDS = ("requests", "batch_size", "iterations", "offset", "model", "corpus", "tokens", "steps")
 VARIANTS: dict[str, dict] = {"none": {}, "wd": {"wd": True}, "sp": {"sp": True}, "wd+sp": {"wd": True, "sp": True}}
 LABELS = {"none": "", "wd": "+WD", "sp": "+SP", "wd+sp": "+WD+SP"}
 Progress = Callable[[str, dict], None]
@@ -161,9 +164,14 @@ def run_bench(out: str | os.PathLike, spec: BenchSpec, progress: Progress | None
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "spec.json"
-    if saved.exists() and json.loads(saved.read_text()) != json.loads(json.dumps(dataclasses.asdict(spec))):
-        raise InputError(f"{out} holds a benchmark with other settings ({saved})",
-                         hint="use a new --out folder, or the same settings to resume")
+    protocol = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(spec))).items() if k in PROTOCOL_FIELDS}
+    if saved.exists():
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k in PROTOCOL_FIELDS}
+        if before != protocol:
+            changed = sorted(k for k in PROTOCOL_FIELDS if before.get(k) != protocol.get(k))
+            raise InputError(f"{out} holds a benchmark with other settings ({', '.join(changed)})",
+                             hint="use a new --out folder, or the same settings to resume (methods, variants, "
+                                  "seeds and retention points may change: runs already done are reused)")
     requests = load_requests(spec.requests, offset=spec.offset, limit=spec.batch_size * spec.iterations)
     if len(requests) < spec.batch_size * spec.iterations:
         raise InputError(f"{spec.requests} has only {len(requests)} records from offset {spec.offset}, "

@@ -31,12 +31,13 @@ def evaluate(
         return
     t = document["iteration"]
     table = Table(title=f"Iteration {t} ({document['latest']['protocol']} metrics, %)")
-    for column in ("requests of", "count", "efficacy", "generalisation", "locality", "same as base", "Score"):
+    for column in ("requests of", "n", "eff.", "gen.", "loc.", "loc. = base", "Score"):
         table.add_column(column, justify="right", no_wrap=True)
-    scopes = [("latest", f"iteration {t}")] + ([("all", f"iterations 1-{t}")] if "all" in document and t > 1 else [])
+    scopes = [("latest", f"iter. {t}")] + ([("all", f"iter. 1-{t}")] if "all" in document and t > 1 else [])
     for name, label in scopes:
         row = document[name]
         table.add_row(label, str(row["requests"]), fmt_pct(row["efficacy"]), fmt_pct(row["generalization"]),
                       fmt_pct(row["locality"]), fmt_pct(row.get("locality_base")), fmt_pct(row["score"]))
     stdout.print(table)
-    stdout.print("locality: neighbour prompts keep their answer; same as base: their greedy next token is unchanged.")
+    stdout.print("eff./gen.: the new fact on its prompt / paraphrases; loc.: neighbour prompts keep their answer; "
+                 "loc. = base: their greedy next token is the base model's.")

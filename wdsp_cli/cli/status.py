@@ -35,10 +35,10 @@ def status(workspace: Path = WorkspaceOption, json: bool = JsonOption) -> None:
         for column in ("iter", "created UTC", "method", "reqs", "diff", "dense", "Score", ""):
             table.add_column(column, justify="right", no_wrap=True)
         for it in document["iterations"]:
-            method = (it["method"] or "?") + (" +WD" if it["wd"] else "") + (" +SP" if it["sp"] else "")
+            method = (it["method"] or "?") + ("+WD" if it["wd"] else "") + ("+SP" if it["sp"] else "")
             table.add_row(str(it["iteration"]), (it["created_at"] or "")[5:16].replace("T", " "), method, str(it["requests"]),
                           fmt_bytes(it["diff_bytes"]), fmt_bytes(it["dense_bytes"]), fmt_pct(it["score"]),
-                          "after HEAD" if it["after_head"] else ("HEAD" if it["iteration"] == document["head"] else ""))
+                          "undone" if it["after_head"] else ("HEAD" if it["iteration"] == document["head"] else ""))
         stdout.print(table)
     if document["archived_sets"]:
         stdout.print(f"Archived sets of iterations: {', '.join(document['archived_sets'])}")

@@ -100,7 +100,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         report["head"] = workspace.head
         return report
     moments = load_second_moments(workspace, config.layers)  # fail before loading the model
-    projections = load_projections(workspace, config.layers, config.nullspace_threshold) \
+    projections = load_projections(workspace, config.layers, config.nullspace_threshold, moments) \
         if config.method == "alphaedit" else None
     if current is None:
         current = checkout(workspace, 0, base=load_base(workspace))

@@ -6,7 +6,7 @@ Public API:
     plan_statistics(workspace, layers, identity, tokens, force) -> (to_compute, reused)
     compute_statistics(workspace, layers, corpus_spec, tokens, force, progress) -> report dict
     load_second_moments(workspace, layers) -> {layer: C_l}
-    load_projections(workspace, layers, threshold) -> {layer: P_l}   AlphaEdit, computed once and kept
+    load_projections(workspace, layers, threshold, moments) -> {layer: P_l}   AlphaEdit, computed once and kept
 
 A layer's stored statistics *match* a request when they were made from the same corpus identity
 (``corpus.Corpus.identity``) over the same token budget, on this workspace's base model.
@@ -131,14 +131,14 @@ def load_second_moments(workspace: Workspace, layers: Sequence[int]) -> dict:
     return moments
 
 
-def load_projections(workspace: Workspace, layers: Sequence[int], threshold: float) -> dict:
-    """{layer: P_l} AlphaEdit's null-space projections of the stored statistics, kept in
+def load_projections(workspace: Workspace, layers: Sequence[int], threshold: float, moments: dict) -> dict:
+    """{layer: P_l} AlphaEdit's null-space projections of the stored statistics (``moments``, as
+    ``load_second_moments`` returns them, so they are not read twice), kept in
     statistics/nullspace-<l>.safetensors with the threshold and the statistics' creation time; one
     is recomputed when either differs (new statistics, another threshold)."""
     from safetensors.torch import load_file, save
 
     from ..atomic import atomic_write_bytes
-    from ..covariance import load_layer_statistics
     from ..nullspace import null_space_projection
 
     out = {}
@@ -155,8 +155,7 @@ def load_projections(workspace: Workspace, layers: Sequence[int], threshold: flo
         if meta == wanted:
             out[layer] = load_file(str(path))["projection"]
             continue
-        projection, rank = null_space_projection(load_layer_statistics(workspace.statistics_path(layer)).second_moment,
-                                                 threshold)
+        projection, rank = null_space_projection(moments[layer], threshold)
         atomic_write_bytes(path, save({"projection": projection.contiguous()}, metadata={**wanted, "rank": str(rank)}))
         out[layer] = projection
     return out

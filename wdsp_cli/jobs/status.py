@@ -38,7 +38,8 @@ def workspace_status(workspace: Workspace) -> dict:
         statistics.append({"layer": int(path.stem.split("-")[1]), "tokens": int(meta.get("token_count", 0)),
                            "corpus": corpus.get("kind"), "created_at": meta.get("created_at")})
     archive = workspace.root / "archive"
+    config = workspace.config()
     return {"workspace": str(workspace.root), "schema_version": workspace.info["schema_version"],
             "model": workspace.model, "head": head, "iterations": iterations, "statistics": statistics,
             "archived_sets": sorted(p.name for p in archive.iterdir()) if archive.is_dir() else [],
-            "config": workspace.config().to_dict() if workspace.config() else None}
+            "config": config.to_dict() if config else None}

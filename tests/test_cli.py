@@ -135,6 +135,23 @@ def test_rerunning_a_finished_job_does_nothing_and_no_resume_edits_again(ready):
     assert [it["iteration"] for it in fresh["iterations"]] == [3, 4]
 
 
+def test_requests_per_pass_saves_memory_without_changing_the_job_or_the_result(ready, tmp_path, model_dir):
+    ws, facts, corpus = ready
+    wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST)
+    again = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST, "--requests-per-pass", 1, "--json"))
+    assert again["iterations"] == [] and again["head"] == 1  # the same job: nothing to do
+    chunked = tmp_path / "chunked"
+    wdsp("init", "--model", model_dir, "-w", chunked)
+    wdsp("covariance", "-w", chunked, "--corpus", corpus, "--tokens", 2000)
+    wdsp("edit", facts, "-w", chunked, "--batch-size", 6, *FAST, "--requests-per-pass", 1)
+    a, b, base = weights(ws), weights(chunked), weights(ws, 0)
+    for name in a:
+        change = (a[name] - base[name]).norm()
+        assert (a[name] - b[name]).norm() <= 1e-3 * change + 1e-6, name
+    assert any((a[name] - base[name]).norm() > 0 for name in a)
+    wdsp("edit", facts, "-w", ws, "--requests-per-pass", -1, code=2)
+
+
 def test_diff_is_factor_form_and_status_reports_its_size(ready):
     ws, facts, _ = ready
     report = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST, "--json"))

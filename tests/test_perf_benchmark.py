@@ -18,7 +18,9 @@ def test_perf_reduced_runs_and_the_engine_agrees_with_the_reference(data_dir):
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
     assert report["metrics_max_difference"] <= 1.0
+    assert report["requests_per_pass"] == 2 and report["metrics_max_difference_unchunked"] <= 1.0
     assert report["diff_bytes_per_iteration"] < report["dense_bytes_per_iteration"] / 30
     for key in ("edit_batch_s", "edit_batch_reference_s", "covariance_tokens_per_s", "forward_tokens_per_s",
-                "rollback_0_s", "rollback_5_s", "evaluate_requests_per_s", "edit_peak_rss_bytes"):
+                "rollback_0_s", "rollback_5_s", "evaluate_requests_per_s", "edit_peak_rss_bytes", "edit_unchunked_peak_rss_bytes",
+                "edit_unchunked_s"):
         assert report[key] > 0, key

@@ -184,3 +184,86 @@ def test_models_without_a_plain_dynamic_cache_are_fed_whole_rows(tiny_model, tok
     monkeypatch.setattr(residuals, "DynamicCache", type("OtherCache", (), {}))
     feed = residuals._make_feed(tiny_model, prompts)
     assert feed.prefix is None and (feed.start == 0).all()
+
+
+def _saved_bytes_peak(fn):
+    """(fn(), the most bytes of distinct storage autograd held for backward at any one time while
+    fn ran; parameters excluded, since every pass saves the same weights)."""
+    import weakref
+
+    live, peak, refs = [0], [0], {}
+
+    def release(key, size):
+        refs[key] -= 1
+        if not refs[key]:
+            del refs[key]
+            live[0] -= size
+
+    class Held:
+        def __init__(self, tensor):
+            self.tensor = tensor
+            if isinstance(tensor, torch.nn.Parameter):
+                return
+            storage = tensor.untyped_storage()
+            key, size = storage.data_ptr(), storage.nbytes()
+            if key not in refs:
+                refs[key] = 0
+                live[0] += size
+                peak[0] = max(peak[0], live[0])
+            refs[key] += 1
+            weakref.finalize(self, release, key, size)
+
+    with torch.autograd.graph.saved_tensors_hooks(Held, lambda held: held.tensor):
+        return fn(), peak[0]
+
+
+@pytest.mark.parametrize("method", ["memit", "pmet"])
+def test_requests_per_pass_bounds_the_graph_and_changes_no_result(tiny_model, tokenizer, method):
+    from wdsp_cli.wasserstein import WassersteinRegulariser
+
+    points = method_spec(method).points(template_for(tiny_model), 2)
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    probe = optimise_residuals(tiny_model, prompts, points, _settings(v_num_grad_steps=1))
+    losses = probe.loss.sort().values
+    # some requests stop early, so chunks shrink and empty out between steps
+    settings = _settings(v_num_grad_steps=6, early_stop_loss=float(losses[1] + losses[2]) / 2)
+    runs = {}
+    for per_pass in (0, 2, 1):
+        for wd in ("none", "exact", "sinkhorn"):
+            extra = None if wd == "none" else WassersteinRegulariser(mode=wd, weight=0.5)
+            runs[per_pass, wd] = _saved_bytes_peak(lambda: optimise_residuals(
+                tiny_model, prompts, points, _settings(**{**settings.__dict__, "requests_per_pass": per_pass}),
+                extra_loss=extra))
+    whole, whole_peak = runs[0, "none"]
+    assert (whole.updates == 0).any() and (whole.updates == 5).any()
+    for (per_pass, wd), (result, peak) in runs.items():
+        reference = runs[0, wd][0]
+        assert torch.equal(result.updates, reference.updates)
+        torch.testing.assert_close(result.loss, reference.loss, rtol=1e-4, atol=1e-5)
+        for p in points:
+            torch.testing.assert_close(result.init[p], reference.init[p], rtol=1e-5, atol=1e-6)
+            for i in range(len(REQUESTS)):
+                _assert_close_vectors(result.delta[p][i], reference.delta[p][i])
+    # WD changes the deltas (so its gradient survives chunking)
+    assert not torch.allclose(runs[1, "exact"][0].delta[points[-1]], whole.delta[points[-1]])
+    assert runs[1, "none"][1] < 0.75 * whole_peak, (runs[1, "none"][1], whole_peak)
+
+
+def test_requests_per_pass_keeps_the_graph_from_growing_with_the_batch(tiny_model, tokenizer):
+    points = method_spec("memit").points(template_for(tiny_model), 2)
+    peaks = {}
+    for copies, per_pass in [(1, 0), (4, 0), (4, len(REQUESTS))]:
+        prompts = build_edit_prompts(tokenizer, REQUESTS * copies, TEMPLATES)
+        settings = _settings(v_num_grad_steps=2, early_stop_loss=1e-9, requests_per_pass=per_pass)
+        peaks[copies, per_pass] = _saved_bytes_peak(lambda: optimise_residuals(tiny_model, prompts, points, settings))[1]
+    # all at once, the graph grows with B; five per pass, B = 20 holds what B = 5 did
+    assert peaks[4, 0] > 2.5 * peaks[1, 0], peaks
+    assert peaks[4, len(REQUESTS)] < 1.1 * peaks[1, 0], peaks
+
+
+def test_requests_per_pass_comes_from_the_caller_not_the_config():
+    config = SimpleNamespace(v_lr=0.5, v_num_grad_steps=5, clamp_norm_factor=0.75, kl_factor=0.0625,
+                             v_weight_decay=0.5, early_stop_loss=0.05)
+    assert OptimisationSettings.from_config(config).requests_per_pass == residuals.DEFAULT_REQUESTS_PER_PASS
+    assert OptimisationSettings.from_config(config, 3).requests_per_pass == 3
+    assert OptimisationSettings.from_config(config, 0).requests_per_pass == 0

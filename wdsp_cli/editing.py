@@ -83,7 +83,8 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                transform: Callable[[ResidualResult], ResidualResult] | None = None,
                iteration: int = 1, on_step: Callable[[int, int], None] | None = None,
                per_request: bool = False, projections: Mapping[int, torch.Tensor] | None = None,
-               previous_keys: Mapping[int, torch.Tensor] | None = None) -> BatchEdit:
+               previous_keys: Mapping[int, torch.Tensor] | None = None,
+               requests_per_pass: int | None = None) -> BatchEdit:
     """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
 
     second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
@@ -96,6 +97,8 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     projections: AlphaEdit, layer -> null-space projection P (computed from ``second_moments``
         with ``config.nullspace_threshold`` when not given: an eigendecomposition per layer).
     previous_keys: AlphaEdit, layer -> K_p K_p^T of the earlier batches' keys (None: none).
+    requests_per_pass: requests per forward/backward of the target optimisation (None: the
+        default, 16; 0: all at once). Bounds memory; the result does not depend on it.
     """
     if not requests:
         raise EditError("no requests to edit", hint="give at least one request")
@@ -113,7 +116,7 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt)
     points = spec.points(template, config.z_layer)
     regulariser = regulariser or wd_regulariser(config, points)
-    settings = OptimisationSettings.from_config(config)
+    settings = OptimisationSettings.from_config(config, requests_per_pass)
     if per_request:
         if regulariser is not None:
             raise EditError("the per-request reference optimisation takes no regulariser", hint="drop --wd")

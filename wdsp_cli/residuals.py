@@ -59,6 +59,9 @@ from .prompts import TokenRows, fill, pad_rows, subject_last_token
 from .requests import EditRequest
 
 ADAM_BETAS = (0.9, 0.999)
+# Requests whose prompts go through one forward/backward at a time: bounds the autograd graph
+# (benchmarks/perf.py measures the peak RSS at B = 50 on SmolLM2).
+DEFAULT_REQUESTS_PER_PASS = 16
 ADAM_EPS = 1e-8
 
 
@@ -148,16 +151,22 @@ class OptimisationSettings:
     early_stop_loss: float = 5e-2
     autocast_dtype: torch.dtype | None = None  # run the model under torch.autocast (a dtype or its name)
     prefix_cache: bool = True  # reuse the key/value cache of the tokens before the lookup position
+    requests_per_pass: int = DEFAULT_REQUESTS_PER_PASS  # forward/backward chunk (0: the whole batch)
 
     def __post_init__(self):
         object.__setattr__(self, "autocast_dtype", _parse_dtype(self.autocast_dtype))
+        if self.requests_per_pass < 0:
+            raise InputError(f"requests per pass must be >= 0, not {self.requests_per_pass}",
+                             hint="give a positive number, or 0 for the whole batch at once")
 
     @classmethod
-    def from_config(cls, config) -> OptimisationSettings:
+    def from_config(cls, config, requests_per_pass: int | None = None) -> OptimisationSettings:
+        """Settings of an EditConfig; ``requests_per_pass`` (None: the default) only sets memory."""
         return cls(config.v_lr, config.v_num_grad_steps, config.clamp_norm_factor, config.kl_factor,
                    config.v_weight_decay, config.early_stop_loss,
                    autocast_dtype=getattr(config, "autocast_dtype", None),
-                   prefix_cache=getattr(config, "prefix_cache", True))
+                   prefix_cache=getattr(config, "prefix_cache", True),
+                   requests_per_pass=DEFAULT_REQUESTS_PER_PASS if requests_per_pass is None else requests_per_pass)
 
 
 def _parse_dtype(value) -> torch.dtype | None:
@@ -410,12 +419,24 @@ def _clamp_rows(delta: torch.Tensor, init: torch.Tensor, factor: float) -> torch
     return torch.where(norm > max_norm, delta * (max_norm / norm.clamp_min(1e-30)), delta)
 
 
+def _chunks(requests: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Consecutive slices of ``requests`` of at most ``size`` (0: one slice)."""
+    return list(requests.split(size)) if size > 0 else [requests]
+
+
 def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], settings: OptimisationSettings,
                        extra_loss: Regulariser | None = None,
                        on_step: Callable[[int, int], None] | None = None) -> ResidualResult:
     """Optimise delta_p,i for all requests at once (see module docstring). Model weights are
     not changed; gradients flow only to the deltas. ``on_step(step, still_active)`` is called
-    after each forward pass (step = 1..v_num_grad_steps)."""
+    after each forward pass (step = 1..v_num_grad_steps).
+
+    Each step runs forward and backward over at most ``settings.requests_per_pass`` requests at
+    a time, so the autograd graph held at once, and the peak memory, does not grow with B. The
+    losses are per request, so their gradients (accumulated in the leaves) equal one pass's. The
+    extra loss needs only the deltas, h and the NLL: it runs once per step on all active requests.
+    The last chunk's backward waits for the stopping test (no wasted backward when B fits one).
+    """
     device = next(model.parameters()).device
     n = prompts.num_requests
     dim = model.get_output_embeddings().weight.shape[1]
@@ -426,52 +447,71 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
     updates = torch.zeros(n, dtype=torch.long)
     final_loss = torch.zeros(n)
     final_nll = torch.zeros(n)
-    init: dict[str, torch.Tensor] = {}
+    init = {p: torch.zeros(n, dim, device=device) for p in points}
     kl_init = None
     feed = _make_feed(model, prompts, settings.prefix_cache, settings.autocast_dtype)
     b1, b2 = ADAM_BETAS
+    last = settings.v_num_grad_steps - 1
     for step in range(settings.v_num_grad_steps):
         requests = active.nonzero().squeeze(1)
+        index = requests.to(device)
         leaves = {p: delta[p][requests].clone().requires_grad_(True) for p in points}
-        with torch.enable_grad():
-            if step == 0:
-                # delta = 0: read the original values h and P_0; KL(P_0 || P_0) = 0 with zero gradient.
-                nll, kl_logp, _, init = forward_losses(model, prompts, requests, leaves, None, True, feed)
-                kl_init = kl_logp.detach()
-                kl = torch.zeros(n, device=device)
-            else:
-                nll, _, kl, _ = forward_losses(model, prompts, requests, leaves, kl_init[requests.to(device)],
-                                               feed=feed)
-            sub_init = {p: init[p][requests.to(device)] for p in points}
-            decay = sum(leaves[p].norm(dim=1) / sub_init[p].norm(dim=1).pow(2) for p in points)
-            loss = nll + settings.kl_factor * kl + settings.v_weight_decay * decay
-            stop_loss = loss
-            if extra_loss is not None:
-                extra = extra_loss(leaves, sub_init, nll, step, requests)
-                loss = loss + extra
-                stop_loss = loss if extra_loss.counts_for_stopping else stop_loss
+        nll = torch.zeros(len(requests), device=device)
+        loss = torch.zeros(len(requests), device=device)
+        chunks, pending, at = _chunks(requests, settings.requests_per_pass), [], 0
+        for k, chunk in enumerate(chunks):
+            span = slice(at, at + len(chunk))
+            at += len(chunk)
+            with torch.set_grad_enabled(step < last):  # the last step takes no update
+                sub = {p: leaves[p][span] for p in points}
+                if step == 0:
+                    # delta = 0: read the original values h and P_0; KL(P_0 || P_0) = 0 with zero gradient.
+                    c_nll, kl_logp, _, c_init = forward_losses(model, prompts, chunk, sub, None, True, feed)
+                    if kl_init is None:
+                        kl_init = kl_logp.new_zeros(n, kl_logp.shape[1])
+                    kl_init[chunk.to(kl_init.device)] = kl_logp.detach()
+                    for p in points:
+                        init[p][chunk.to(device)] = c_init[p]
+                    c_kl = torch.zeros_like(c_nll)
+                else:
+                    c_nll, _, c_kl, _ = forward_losses(model, prompts, chunk, sub,
+                                                       kl_init[chunk.to(kl_init.device)], feed=feed)
+                decay = sum(sub[p].norm(dim=1) / init[p][chunk.to(device)].norm(dim=1).pow(2) for p in points)
+                c_loss = c_nll + settings.kl_factor * c_kl + settings.v_weight_decay * decay
+            if k == len(chunks) - 1:
+                pending.append(c_loss)  # its backward waits for the stopping test
+            elif c_loss.requires_grad and torch.isfinite(c_loss).all():
+                c_loss.sum().backward()  # frees this chunk's graph; gradients accumulate in ``leaves``
+            nll[span], loss[span] = c_nll.detach(), c_loss.detach()
+        stop_loss = loss
+        if extra_loss is not None:
+            with torch.set_grad_enabled(step < last):
+                extra = extra_loss(leaves, {p: init[p][index] for p in points}, nll, step, requests)
+            pending.append(extra)
+            loss = loss + extra.detach()
+            stop_loss = loss if extra_loss.counts_for_stopping else stop_loss
         if not torch.isfinite(loss).all():
             raise EditError("the target-value optimisation produced a non-finite loss",
                             hint="lower v_lr or check the model's dtype (try float32)")
-        final_loss[requests] = loss.detach().cpu()
-        final_nll[requests] = nll.detach().cpu()
-        done = (stop_loss.detach() < settings.early_stop_loss).cpu()
+        final_loss[requests] = loss.cpu()
+        final_nll[requests] = nll.cpu()
+        done = (stop_loss < settings.early_stop_loss).cpu()
         active[requests[done]] = False
         if on_step is not None:
             on_step(step + 1, int(active.sum()))
-        if step == settings.v_num_grad_steps - 1 or bool(done.all()):
+        if step == last or bool(done.all()):
             break
+        sum(t.sum() for t in pending if t.requires_grad).backward()
         keep = (~done).nonzero().squeeze(1)
-        grads = torch.autograd.grad(loss[keep.to(device)].sum(), [leaves[p] for p in points])
         live = requests[keep]
+        live_d = live.to(device)
         t = step + 1
-        for p, g in zip(points, grads):
-            g = g[keep.to(device)]
-            live_d = live.to(device)
+        for p in points:
+            g = leaves[p].grad[keep.to(device)]
             m[p][live_d] = b1 * m[p][live_d] + (1 - b1) * g
             v[p][live_d] = b2 * v[p][live_d] + (1 - b2) * g * g
             denom = (v[p][live_d].sqrt() / (1 - b2**t) ** 0.5) + ADAM_EPS
             stepped = delta[p][live_d] - (settings.v_lr / (1 - b1**t)) * m[p][live_d] / denom
             delta[p][live_d] = _clamp_rows(stepped, init[p][live_d], settings.clamp_norm_factor)
         updates[live] += 1
-    return ResidualResult(tuple(points), {p: init[p] for p in points}, delta, updates, final_loss, final_nll)
+    return ResidualResult(tuple(points), init, delta, updates, final_loss, final_nll)

@@ -52,6 +52,9 @@ def edit(
     alphaedit_l2: float = typer.Option(None, "--alphaedit-l2", help="AlphaEdit: alpha (default 10)."),
     steps: int = typer.Option(None, "--steps", help="Optimisation steps per batch (v_num_grad_steps)."),
     seed: int = typer.Option(None, "--seed", help="Seed of context templates and SP's dropout."),
+    requests_per_pass: int = typer.Option(None, "--requests-per-pass",
+                                          help="Requests optimised per forward/backward (default 16, 0: the whole "
+                                               "batch): lower it to save memory; results do not change."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Skip batches of this same job already committed (after a crash)."),
     workspace: Path = WorkspaceOption,
@@ -63,11 +66,15 @@ def edit(
     iterations past HEAD are moved to the workspace's archive/ folder before the first new one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..errors import InputError
     from ..jobs.edit import run_edit
     from ..requests import load_requests
     from .common import open_workspace
     from .covariance import parse_layers
 
+    if requests_per_pass is not None and requests_per_pass < 0:
+        raise InputError(f"--requests-per-pass must be >= 0, not {requests_per_pass}",
+                         hint="give a positive number, or 0 for the whole batch at once")
     ws = open_workspace(workspace)
     requests = load_requests(facts, format, limit=limit, offset=offset)
     config = resolve_config(ws, method, preset, {
@@ -93,7 +100,8 @@ def edit(
                 stderr.print(f"committed iteration {data['iteration']}: {data['requests']} requests, "
                              f"{data['seconds']:.1f} s, diff {fmt_bytes(data['diff_bytes'])}")
 
-        report = run_edit(ws, requests, config, batch_size, resume, progress, source=str(facts))
+        report = run_edit(ws, requests, config, batch_size, resume, progress, source=str(facts),
+                          requests_per_pass=requests_per_pass)
     report["config"] = config.to_dict()
     if json:
         emit_json(report)

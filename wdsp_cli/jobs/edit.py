@@ -81,11 +81,13 @@ def plan_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edi
 
 
 def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: EditConfig, batch_size: int,
-             resume: bool = True, progress: Progress | None = None, source: str = "", current=None) -> dict:
+             resume: bool = True, progress: Progress | None = None, source: str = "", current=None,
+             requests_per_pass: int | None = None) -> dict:
     """Edit every batch not yet committed; call under ``workspace.lock()``. Returns a report:
     job, batches, skipped, fast_forwarded, archived (+ archive folder), iterations (one summary each).
     ``current``: a ``checkout.Checkout`` at HEAD to edit (kept loaded by the benchmark); it is
-    moved forward with the workspace. Without it the model is loaded."""
+    moved forward with the workspace. Without it the model is loaded. ``requests_per_pass``: the
+    optimisation's memory bound (``editing.edit_batch``); not part of the job, it changes no result."""
     from ..checkout import checkout, context_templates, load_base, template_key
     from ..editing import edit_batch
     from .statistics import load_projections, load_second_moments
@@ -119,7 +121,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         clock = time.perf_counter()
         edit = edit_batch(current.model, tokenizer, batch, config, moments, templates, current.state,
                           iteration=t, on_step=lambda step, active: progress("step", {"step": step, "active": active}),
-                          projections=projections, previous_keys=previous)
+                          projections=projections, previous_keys=previous, requests_per_pass=requests_per_pass)
         seconds = time.perf_counter() - clock
         target_norms = list(edit.report["delta_norm"].values())[-1]
         sp = edit.report["sp"]

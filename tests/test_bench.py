@@ -29,7 +29,7 @@ def test_bench_runs_the_grid_resumes_and_writes_tables_and_plots(tmp_path):
     assert rows[2]["all"]["requests"] == 6 and rows[0]["latest"]["requests"] == 2
     assert (out / "plots" / "memit.png").exists()
     table = (out / "bench.md").read_text()
-    assert "| MEMIT+WD+SP |" in table and "Retention" in table
+    assert "| MEMIT+WD+SP |" in table and "Retention" in table and "| Method | @1 | @2 | @3 | Avg |" in table
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("record.json")}
     again = run_bench(out, spec)  # resumes: nothing is edited or evaluated again
     assert {p: p.stat().st_mtime_ns for p in out.rglob("record.json")} == stamps
@@ -59,3 +59,10 @@ def test_bench_command_line_json(tmp_path):
                                       "--json"])
     assert result.exit_code == 0, result.stderr
     assert list(json.loads(result.stdout)["runs"]) == ["pmet-sp-seed0"]
+
+
+def test_score_table_shows_every_iteration_up_to_ten_then_selected_ones():
+    from wdsp_cli.bench import _marks
+
+    assert _marks(3) == [1, 2, 3] and _marks(10) == list(range(1, 11))
+    assert _marks(100) == [1, 20, 40, 60, 80, 100] and _marks(12) == [1, 2, 4, 6, 8, 10, 12]

@@ -219,6 +219,9 @@ def seed_averaged(results: dict) -> dict[str, list[dict]]:
 
 
 def _marks(iterations: int) -> list[int]:
+    """Iterations shown in the Score table: all up to 10, else 1, every T // 5 and T."""
+    if iterations <= 10:
+        return list(range(1, iterations + 1))
     step = max(1, iterations // 5)
     return sorted({1, *range(step, iterations + 1, step), iterations})
 

@@ -45,6 +45,16 @@ def _assert_close_vectors(a, b, rel=5e-3):
     assert float((a - b).norm()) <= rel * float(b.norm()) + 1e-7, (float((a - b).norm()), float(b.norm()))
 
 
+def _assert_same_optimisation(result, reference, points):
+    """Same steps per request, losses, h and deltas (up to batching's float rounding)."""
+    assert torch.equal(result.updates, reference.updates)
+    torch.testing.assert_close(result.loss, reference.loss, rtol=1e-4, atol=1e-5)
+    for p in points:
+        torch.testing.assert_close(result.init[p], reference.init[p], rtol=1e-5, atol=1e-6)
+        for i in range(len(result.updates)):
+            _assert_close_vectors(result.delta[p][i], reference.delta[p][i])
+
+
 def _settings(**kw):
     base = dict(v_lr=0.5, v_num_grad_steps=10, clamp_norm_factor=4.0, kl_factor=0.0625, v_weight_decay=0.5,
                 early_stop_loss=5e-2)
@@ -132,12 +142,7 @@ def test_prefix_cache_equals_whole_rows_with_early_stopping(tiny_model, tokenize
     # the cache pays for itself: prefixes run once, then only the tokens from the lookup on
     assert fed_cached < fed_whole
     assert (whole.updates == 0).any() and (whole.updates == 5).any()
-    assert torch.equal(cached.updates, whole.updates)
-    torch.testing.assert_close(cached.loss, whole.loss, rtol=1e-4, atol=1e-5)
-    for p in points:
-        torch.testing.assert_close(cached.init[p], whole.init[p], rtol=1e-5, atol=1e-6)
-        for i in range(len(REQUESTS)):
-            _assert_close_vectors(cached.delta[p][i], whole.delta[p][i])
+    _assert_same_optimisation(cached, whole, points)
 
 
 def test_length_groups_partition_the_rows():
@@ -236,14 +241,8 @@ def test_requests_per_pass_bounds_the_graph_and_changes_no_result(tiny_model, to
                 extra_loss=extra))
     whole, whole_peak = runs[0, "none"]
     assert (whole.updates == 0).any() and (whole.updates == 5).any()
-    for (per_pass, wd), (result, peak) in runs.items():
-        reference = runs[0, wd][0]
-        assert torch.equal(result.updates, reference.updates)
-        torch.testing.assert_close(result.loss, reference.loss, rtol=1e-4, atol=1e-5)
-        for p in points:
-            torch.testing.assert_close(result.init[p], reference.init[p], rtol=1e-5, atol=1e-6)
-            for i in range(len(REQUESTS)):
-                _assert_close_vectors(result.delta[p][i], reference.delta[p][i])
+    for (_, wd), (result, _) in runs.items():
+        _assert_same_optimisation(result, runs[0, wd][0], points)
     # WD changes the deltas (so its gradient survives chunking)
     assert not torch.allclose(runs[1, "exact"][0].delta[points[-1]], whole.delta[points[-1]])
     assert runs[1, "none"][1] < 0.75 * whole_peak, (runs[1, "none"][1], whole_peak)

@@ -76,7 +76,7 @@ def timed_edit(model, tok, requests, config, moments, templates, per_request: bo
                requests_per_pass: int | None = None) -> dict:
     state = WeightState(model)
     snapshot = state.snapshot(edited_modules(model, config))
-    reset_peak_rss()
+    reset = reset_peak_rss()
     clock = time.perf_counter()
     edit = edit_batch(model, tok, requests, config, moments, templates, state, per_request=per_request,
                       requests_per_pass=requests_per_pass)
@@ -88,8 +88,8 @@ def timed_edit(model, tok, requests, config, moments, templates, per_request: bo
     evaluated = time.perf_counter()
     state.restore(snapshot)
     return {"seconds": done - clock, "breakdown_s": {**edit.report["timings_s"], "write": done - write},
-            "metrics": {k: metrics[k] for k in METRICS}, "peak_rss_bytes": rss, "diff": edit.diff,
-            "evaluate_s": evaluated - done}
+            "metrics": {k: metrics[k] for k in METRICS}, "peak_rss_bytes": rss, "peak_rss_reset": reset,
+            "diff": edit.diff, "evaluate_s": evaluated - done}
 
 
 def covariance_throughput(model, tok, layers, tokens: int) -> dict:
@@ -144,7 +144,8 @@ def main() -> None:
         config = config.replace(v_num_grad_steps=5)
     model, tok = load_model("smollm2-135m-instruct")
     requests = load_requests(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl", limit=args.batch)
-    report: dict = {"batch": args.batch, "requests_per_pass": args.requests_per_pass or DEFAULT_REQUESTS_PER_PASS, "config": config.to_dict(), "threads": torch.get_num_threads(),
+    report: dict = {"batch": args.batch, "config": config.to_dict(), "threads": torch.get_num_threads(),
+                    "requests_per_pass": args.requests_per_pass or DEFAULT_REQUESTS_PER_PASS,
                     "machine": {"cpus": __import__("os").cpu_count()}}
     report.update(covariance_throughput(model, tok, list(config.layers), args.tokens))
     stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
@@ -158,7 +159,7 @@ def main() -> None:
         unchunked = timed_edit(model, tok, requests, config, moments, templates, False, folder, requests_per_pass=0)
         reference = timed_edit(model, tok, requests, config, moments, templates, True, folder)
         report.update({
-            "peak_rss_reset": reset_peak_rss(),
+            "peak_rss_reset": batched["peak_rss_reset"],
             "edit_batch_s": batched["seconds"], "edit_batch_breakdown_s": batched["breakdown_s"],
             "edit_batch_metrics": batched["metrics"],
             "edit_batch_reference_s": reference["seconds"], "edit_batch_reference_breakdown_s": reference["breakdown_s"],

@@ -59,10 +59,10 @@ from .prompts import TokenRows, fill, pad_rows, subject_last_token
 from .requests import EditRequest
 
 ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 # Requests whose prompts go through one forward/backward at a time: bounds the autograd graph
 # (benchmarks/perf.py measures the peak RSS at B = 50 on SmolLM2).
 DEFAULT_REQUESTS_PER_PASS = 16
-ADAM_EPS = 1e-8
 
 
 @dataclass(frozen=True)

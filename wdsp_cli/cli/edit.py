@@ -66,15 +66,12 @@ def edit(
     iterations past HEAD are moved to the workspace's archive/ folder before the first new one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..errors import InputError
     from ..jobs.edit import run_edit
+    from ..residuals import OptimisationSettings
     from ..requests import load_requests
     from .common import open_workspace
     from .covariance import parse_layers
 
-    if requests_per_pass is not None and requests_per_pass < 0:
-        raise InputError(f"--requests-per-pass must be >= 0, not {requests_per_pass}",
-                         hint="give a positive number, or 0 for the whole batch at once")
     ws = open_workspace(workspace)
     requests = load_requests(facts, format, limit=limit, offset=offset)
     config = resolve_config(ws, method, preset, {
@@ -82,6 +79,7 @@ def edit(
         "wd_points": wd_points, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
         "v_num_grad_steps": steps, "seed": seed, "nullspace_threshold": nullspace_threshold,
         "alphaedit_l2": alphaedit_l2})
+    OptimisationSettings.from_config(config, requests_per_pass)  # refuse a bad --requests-per-pass before the lock
     with ws.lock("wdsp edit"), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                         TimeElapsedColumn(), console=stderr, transient=True) as bar:
         batches = bar.add_task("iterations", total=None)

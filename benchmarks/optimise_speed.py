@@ -34,6 +34,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from wdsp_cli import prompts as grouping
 from wdsp_cli import residuals  # noqa: E402
 from wdsp_cli.architectures import template_for  # noqa: E402
 from wdsp_cli.models import load_model  # noqa: E402
@@ -51,14 +52,14 @@ VARIANTS = {
 @contextlib.contextmanager
 def old_algorithm(on: bool):
     """With ``on``: all rows in one decoder call and the default SDPA backend."""
-    cost, precision = residuals.GROUP_CALL_COST, residuals._precision
+    cost, precision = grouping.GROUP_CALL_COST, residuals._precision
     if on:
-        residuals.GROUP_CALL_COST = 10**9
+        grouping.GROUP_CALL_COST = 10**9
         residuals._precision = lambda device, dtype: contextlib.nullcontext()
     try:
         yield
     finally:
-        residuals.GROUP_CALL_COST, residuals._precision = cost, precision
+        grouping.GROUP_CALL_COST, residuals._precision = cost, precision
 
 
 def main() -> None:

@@ -6,9 +6,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from wdsp_cli import prompts as grouping
 from wdsp_cli import residuals
 from wdsp_cli.architectures import template_for
 from wdsp_cli.errors import InputError
+from wdsp_cli.frozen_blocks import first_changed_block
 from wdsp_cli.methods import method_spec
 from wdsp_cli.reference import optimise_residuals_reference
 from wdsp_cli.requests import EditRequest
@@ -127,10 +129,10 @@ def test_prompts_score_each_target_token_once_with_weights_summing_to_one(tokeni
 
 
 @pytest.mark.parametrize("method", ["memit", "pmet"])
-@pytest.mark.parametrize("call_cost", [0, residuals.GROUP_CALL_COST])
+@pytest.mark.parametrize("call_cost", [0, grouping.GROUP_CALL_COST])
 def test_prefix_cache_equals_whole_rows_with_early_stopping(tiny_model, tokenizer, method, call_cost, monkeypatch):
     # call_cost 0: one decoder call per distinct row length; the default: fewer, padded groups
-    monkeypatch.setattr(residuals, "GROUP_CALL_COST", call_cost)
+    monkeypatch.setattr(grouping, "GROUP_CALL_COST", call_cost)
     points = method_spec(method).points(template_for(tiny_model), 2)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     probe = optimise_residuals(tiny_model, prompts, points, _settings(v_num_grad_steps=1, prefix_cache=False))
@@ -149,13 +151,13 @@ def test_length_groups_partition_the_rows():
     lengths = torch.tensor([5, 2, 2, 8, 3, 3, 3, 7, 2, 5, 6, 6, 6, 4])
     for cost, expected in [(0, 7), (10**6, 1)]:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(residuals, "GROUP_CALL_COST", cost)
-            groups = residuals._length_groups(lengths)
+            mp.setattr(grouping, "GROUP_CALL_COST", cost)
+            groups = grouping.length_groups(lengths)
         assert len(groups) == expected
         assert sorted(torch.cat(groups).tolist()) == list(range(len(lengths)))
         # groups hold consecutive lengths: each group's longest is shorter than the next one's shortest
         assert all(lengths[a].max() < lengths[b].min() for a, b in zip(groups, groups[1:]))
-    assert residuals._length_groups(torch.tensor([], dtype=torch.long)) == []
+    assert grouping.length_groups(torch.tensor([], dtype=torch.long)) == []
 
 
 def test_bfloat16_autocast_runs_in_float32_deltas_and_lowers_the_nll(tokenizer):
@@ -266,3 +268,61 @@ def test_requests_per_pass_comes_from_the_caller_not_the_config():
     assert OptimisationSettings.from_config(config).requests_per_pass == residuals.DEFAULT_REQUESTS_PER_PASS
     assert OptimisationSettings.from_config(config, 3).requests_per_pass == 3
     assert OptimisationSettings.from_config(config, 0).requests_per_pass == 0
+
+
+@pytest.mark.parametrize("method, first", [("memit", 3), ("pmet", 2)])
+def test_frozen_blocks_run_once_and_change_no_result(tiny_model, tokenizer, method, first):
+    points = method_spec(method).points(template_for(tiny_model), 2)
+    assert first_changed_block(template_for(tiny_model), points) == first
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    probe = optimise_residuals(tiny_model, prompts, points, _settings(v_num_grad_steps=1, frozen_blocks=False))
+    losses = probe.loss.sort().values
+    settings = _settings(v_num_grad_steps=6, early_stop_loss=float(losses[1] + losses[2]) / 2, requests_per_pass=2)
+    blocks = tiny_model.get_submodule(template_for(tiny_model).block.rsplit(".", 1)[0])
+    calls = {0: 0, first - 1: 0, first: 0}
+
+    def counter(index):
+        def count(module, args, output):
+            calls[index] += args[0].shape[0] if args else 1
+        return count
+
+    runs = {}
+    for frozen in (True, False):
+        handles = [blocks[i].register_forward_hook(counter(i)) for i in calls]
+        try:
+            runs[frozen] = optimise_residuals(tiny_model, prompts, points,
+                                              _settings(**{**settings.__dict__, "frozen_blocks": frozen}))
+        finally:
+            for handle in handles:
+                handle.remove()
+        runs[frozen, "calls"] = dict(calls)
+        calls.update({i: 0 for i in calls})
+    whole = runs[False]
+    assert (whole.updates == 0).any() and (whole.updates == 5).any()
+    _assert_same_optimisation(runs[True], whole, points)
+    # frozen: blocks below F see each row on its first call only (plus the prefix pass); block F every step
+    rows = len(prompts.row_request)
+    assert runs[True, "calls"][0] <= 2 * rows < runs[False, "calls"][0]
+    assert runs[True, "calls"][first - 1] == runs[True, "calls"][0]
+    assert runs[True, "calls"][first] == runs[False, "calls"][first]
+    assert all(type(block).__name__ != "_StandIn" for block in blocks)
+
+
+def test_first_changed_block_reads_the_points_of_each_family():
+    from wdsp_cli.architectures import TEMPLATES
+
+    for template in TEMPLATES:
+        assert first_changed_block(template, [template.block_name(7)]) == 8
+        assert first_changed_block(template, [template.attn_out_name(7), template.mlp_out_name(7)]) == 7
+        assert first_changed_block(template, [template.block_name(3), template.mlp_out_name(5)]) == 4
+        assert first_changed_block(template, [template.attn_out_name(0)]) == 0
+        assert first_changed_block(template, ["lm_head"]) == 0
+
+
+def test_chunks_are_the_fewest_and_near_equal():
+    requests = torch.arange(50)
+    for size, expected in [(16, [13, 13, 12, 12]), (25, [25, 25]), (7, [7, 7, 6, 6, 6, 6, 6, 6]), (50, [50]),
+                           (64, [50]), (0, [50])]:
+        chunks = residuals._chunks(requests, size)
+        assert [len(c) for c in chunks] == expected
+        assert torch.equal(torch.cat(chunks), requests)

@@ -5,6 +5,7 @@ Public API:
     fill(template, prompt, subject) -> (text, subject_span)
     subject_last_token(tokenizer, text, span) -> (input_ids, index)
     TokenRows, pad_rows(rows, pad_id)  right-padded batches of token rows
+    length_groups(lengths) -> [index tensors]  rows grouped by length, to be fed as padded batches
 
 A context template is "{}" (bare) or a short model-generated text followed by ". {}"
 (MEMIT): ``fill("The x. {}", "The mother tongue of {} is", "Danielle Darrieux")``.
@@ -94,3 +95,29 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> TokenRows:
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = 1
     return TokenRows(ids, mask, mask.sum(1))
+
+
+# token slots that one more decoder call is taken to cost when rows are grouped by length
+GROUP_CALL_COST = 64
+
+
+def length_groups(lengths: torch.Tensor) -> list[torch.Tensor]:
+    """Partition row indices into groups of similar length, each to be fed as its own padded
+    batch, minimising sum(rows * longest) + GROUP_CALL_COST per group (rows are independent,
+    so grouping changes nothing but padding)."""
+    order = torch.argsort(lengths.cpu(), stable=True)
+    values, counts = torch.unique_consecutive(lengths.cpu()[order], return_counts=True)
+    values, ends = values.tolist(), counts.cumsum(0).tolist()
+    # best[k]: cheapest cost of the rows of the k shortest lengths; cut[k]: where its last group starts
+    best, cut = [0.0], [0]
+    for k in range(1, len(values) + 1):
+        costs = [best[j] + (ends[k - 1] - (ends[j - 1] if j else 0)) * values[k - 1] + GROUP_CALL_COST
+                 for j in range(k)]
+        cut.append(min(range(k), key=costs.__getitem__))
+        best.append(costs[cut[-1]])
+    groups, k = [], len(values)
+    while k:
+        j = cut[k]
+        groups.append(order[(ends[j - 1] if j else 0): ends[k - 1]].to(lengths.device))
+        k = j
+    return groups[::-1]

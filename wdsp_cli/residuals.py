@@ -54,8 +54,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import DynamicCache
 
 from .errors import EditError, InputError
+from .frozen_blocks import FrozenBlocks, frozen_blocks
 from .hooks import hooks
-from .prompts import TokenRows, fill, pad_rows, subject_last_token
+from .prompts import TokenRows, fill, length_groups, pad_rows, subject_last_token
 from .requests import EditRequest
 
 ADAM_BETAS = (0.9, 0.999)
@@ -152,6 +153,7 @@ class OptimisationSettings:
     autocast_dtype: torch.dtype | None = None  # run the model under torch.autocast (a dtype or its name)
     prefix_cache: bool = True  # reuse the key/value cache of the tokens before the lookup position
     requests_per_pass: int = DEFAULT_REQUESTS_PER_PASS  # forward/backward chunk (0: the whole batch)
+    frozen_blocks: bool = True  # run the blocks below the first edited point once (frozen_blocks.py)
 
     def __post_init__(self):
         object.__setattr__(self, "autocast_dtype", _parse_dtype(self.autocast_dtype))
@@ -238,7 +240,7 @@ class _Feed:
     ``input_ids`` [S, W] (right-padded) and ``lengths`` are the fed tokens, and ``lookup``,
     ``target_pos`` [N] and ``kl_pos`` [B] are in fed coordinates. ``prefix``: per layer the
     (key, value) [S, heads, P, head_dim] of the tokens before ``start`` (entry j of row s is
-    real iff j < start[s]), or None.
+    real iff j < start[s]), or None. ``frozen``: the blocks no delta reaches, run once per row.
     """
 
     input_ids: torch.Tensor
@@ -250,6 +252,11 @@ class _Feed:
     prefix: list[tuple[torch.Tensor, torch.Tensor]] | None
     config: object
     autocast_dtype: torch.dtype | None
+    frozen: FrozenBlocks | None = None
+
+    def blocks(self, rows: torch.Tensor, width: int):
+        """Context for one decoder call over ``rows``, ``width`` tokens wide (see FrozenBlocks)."""
+        return self.frozen.around(rows, width) if self.frozen is not None else contextlib.nullcontext()
 
     def inputs(self, rows: torch.Tensor) -> dict:
         """Decoder keyword arguments for ``rows`` (sorted, on device)."""
@@ -276,7 +283,7 @@ def _prefix_cache(model, input_ids: torch.Tensor, lookup: torch.Tensor, autocast
     # rows with an empty prefix stay out (zeros): a fully masked row could give NaN keys/values
     has = (lookup > 0).nonzero().squeeze(1)
     with torch.no_grad(), _precision(input_ids.device, autocast_dtype):
-        for group in _length_groups(lookup[has]):
+        for group in length_groups(lookup[has]):
             rows = has[group]
             steps = torch.arange(int(lookup[rows].max()), device=input_ids.device)
             cache = getattr(model.base_model(
@@ -294,45 +301,22 @@ def _prefix_cache(model, input_ids: torch.Tensor, lookup: torch.Tensor, autocast
 
 
 def _make_feed(model, prompts: EditPrompts, prefix_cache: bool = True,
-               autocast_dtype: torch.dtype | None = None) -> _Feed:
+               autocast_dtype: torch.dtype | None = None, frozen_points: Sequence[str] = ()) -> _Feed:
+    """The feed of one optimisation; ``frozen_points``: the edited points, whose lower blocks
+    then run once per row (none: every block runs at every step)."""
     device = next(model.parameters()).device
     ids, lengths = prompts.rows.input_ids.to(device), prompts.rows.lengths.to(device)
     lookup = prompts.lookup.to(device)
     prefix = _prefix_cache(model, ids, lookup, autocast_dtype) if prefix_cache else None
     start = lookup if prefix is not None else torch.zeros_like(lookup)
     cols = start[:, None] + torch.arange(int((lengths - start).max()), device=device)
+    frozen = frozen_blocks(model, frozen_points, len(ids), cols.shape[1]) if frozen_points else None
     return _Feed(
         input_ids=ids.gather(1, cols.clamp_max(ids.shape[1] - 1)), lengths=lengths - start, start=start,
         lookup=lookup - start, target_pos=prompts.target_pos.to(device) - start[prompts.target_row.to(device)],
         kl_pos=prompts.kl_pos.to(device) - start[prompts.kl_row.to(device)], prefix=prefix, config=model.config,
-        autocast_dtype=autocast_dtype,
+        autocast_dtype=autocast_dtype, frozen=frozen,
     )
-
-
-# token slots that one more decoder call is taken to cost when rows are grouped by length
-GROUP_CALL_COST = 64
-
-
-def _length_groups(lengths: torch.Tensor) -> list[torch.Tensor]:
-    """Partition row indices into groups of similar length, each to be fed as its own padded
-    batch, minimising sum(rows * longest) + GROUP_CALL_COST per group (rows are independent,
-    so grouping changes nothing but padding)."""
-    order = torch.argsort(lengths.cpu(), stable=True)
-    values, counts = torch.unique_consecutive(lengths.cpu()[order], return_counts=True)
-    values, ends = values.tolist(), counts.cumsum(0).tolist()
-    # best[k]: cheapest cost of the rows of the k shortest lengths; cut[k]: where its last group starts
-    best, cut = [0.0], [0]
-    for k in range(1, len(values) + 1):
-        costs = [best[j] + (ends[k - 1] - (ends[j - 1] if j else 0)) * values[k - 1] + GROUP_CALL_COST
-                 for j in range(k)]
-        cut.append(min(range(k), key=costs.__getitem__))
-        best.append(costs[cut[-1]])
-    groups, k = [], len(values)
-    while k:
-        j = cut[k]
-        groups.append(order[(ends[j - 1] if j else 0): ends[k - 1]].to(lengths.device))
-        k = j
-    return groups[::-1]
 
 
 def _sub_prompts(prompts: EditPrompts, requests: torch.Tensor):
@@ -382,13 +366,15 @@ def forward_losses(model, prompts: EditPrompts, requests: torch.Tensor, deltas: 
     init = {p: torch.zeros(len(requests), dim, device=device) for p in deltas} if capture_init else {}
     decoder, head = _decoder_and_head(model)
     picked, order = [], []
-    for group in _length_groups(feed.lengths[rows]):
+    for group in length_groups(feed.lengths[rows]):
         req, lookup = row_req[group], feed.lookup[rows[group]]
         b_rows = bare[group].nonzero().squeeze(1)
         edits = {p: _editor(deltas[p], req, lookup, (b_rows, req[b_rows], init[p]) if capture_init else None)
                  for p in deltas}
-        with hooks(model, edits=edits), _precision(device, feed.autocast_dtype):
-            hidden = decoder(**feed.inputs(rows[group])).last_hidden_state
+        inputs = feed.inputs(rows[group])
+        with (feed.blocks(rows[group], inputs["input_ids"].shape[1]), hooks(model, edits=edits),
+              _precision(device, feed.autocast_dtype)):
+            hidden = decoder(**inputs).last_hidden_state
         in_group = torch.full((len(rows),), -1, dtype=torch.long, device=device)
         in_group[group] = torch.arange(len(group), device=device)
         mine = (in_group[s_row] >= 0).nonzero().squeeze(1)
@@ -420,8 +406,12 @@ def _clamp_rows(delta: torch.Tensor, init: torch.Tensor, factor: float) -> torch
 
 
 def _chunks(requests: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """Consecutive slices of ``requests`` of at most ``size`` (0: one slice)."""
-    return list(requests.split(size)) if size > 0 else [requests]
+    """The fewest consecutive slices of ``requests`` of at most ``size`` (0: one slice), of equal
+    sizes give or take one: 50 at 16 gives 13, 13, 12, 12, not 16, 16, 16, 2 (a pass of 2 costs
+    nearly as much fixed work as one of 16)."""
+    if size <= 0 or len(requests) <= size:
+        return [requests]
+    return list(requests.tensor_split(-(-len(requests) // size)))
 
 
 def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], settings: OptimisationSettings,
@@ -449,7 +439,8 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
     final_nll = torch.zeros(n)
     init = {p: torch.zeros(n, dim, device=device) for p in points}
     kl_init = None
-    feed = _make_feed(model, prompts, settings.prefix_cache, settings.autocast_dtype)
+    feed = _make_feed(model, prompts, settings.prefix_cache, settings.autocast_dtype,
+                      frozen_points=points if settings.frozen_blocks else ())
     b1, b2 = ADAM_BETAS
     last = settings.v_num_grad_steps - 1
     for step in range(settings.v_num_grad_steps):

@@ -1,0 +1,77 @@
+"""Time and peak memory of one B = 50 MEMIT edit on the default model under several engine settings,
+all in one run (issue 6: which requests-per-pass default meets both the 5x and the 3 GiB target).
+
+    .venv/bin/python benchmarks/edit_settings.py [--variants 16:unfrozen,16,25,25:bf16] [--batch 50]
+
+A variant is ``N[:unfrozen][:bf16]``: N requests per forward/backward (0: all at once); ``unfrozen``
+runs every decoder block at every step (the frozen-block shortcut off); ``bf16`` runs the model under
+``torch.autocast(bfloat16)``. Same requests, statistics and templates as benchmarks/perf.py; prints
+one JSON document: per variant the edit's seconds, breakdown, peak RSS (VmHWM, reset before the edit)
+and ES/PS/NS/Score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from perf import DATA, timed_edit  # noqa: E402
+from wdsp_cli import residuals  # noqa: E402
+from wdsp_cli.config import preset  # noqa: E402
+from wdsp_cli.corpus import open_corpus  # noqa: E402
+from wdsp_cli.covariance import compute_covariance  # noqa: E402
+from wdsp_cli.models import load_model  # noqa: E402
+from wdsp_cli.prompts import generate_context_templates  # noqa: E402
+from wdsp_cli.requests import load_requests  # noqa: E402
+
+
+@contextlib.contextmanager
+def unfrozen(on: bool):
+    """With ``on``: no frozen blocks (every block runs at every step)."""
+    saved = residuals.frozen_blocks
+    if on:
+        residuals.frozen_blocks = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        residuals.frozen_blocks = saved
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default="16:unfrozen,16,25,25:bf16")
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--tokens", type=int, default=20_000)
+    args = ap.parse_args()
+    config = preset("memit-smollm2")
+    model, tok = load_model("smollm2-135m-instruct")
+    requests = load_requests(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl", limit=args.batch)
+    stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
+                               max_tokens=args.tokens)
+    moments = {l: s.second_moment for l, s in stats.items()}
+    templates = generate_context_templates(model, tok, config.context_template_count,
+                                           config.context_template_length, config.seed)
+    report = {"batch": args.batch, "threads": torch.get_num_threads(), "variants": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in args.variants.split(","):
+            size, *flags = variant.split(":")
+            cfg = config.replace(autocast_dtype="bfloat16") if "bf16" in flags else config
+            with unfrozen("unfrozen" in flags):
+                run = timed_edit(model, tok, requests, cfg, moments, templates, False, Path(tmp), int(size))
+            run.pop("diff")
+            report["variants"][variant] = run
+            print(f"{variant}: {run['seconds']:.1f} s, peak {run['peak_rss_bytes'] / 2**30:.2f} GiB, "
+                  f"Score {run['metrics']['score']:.2f}", file=sys.stderr, flush=True)
+    print(json.dumps(report, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,8 @@ from wdsp_cli import prompts as grouping
 from wdsp_cli import residuals
 from wdsp_cli.architectures import template_for
 from wdsp_cli.errors import InputError
-from wdsp_cli.frozen_blocks import first_changed_block
+from wdsp_cli import delta_free
+from wdsp_cli.delta_free import first_changed_block
 from wdsp_cli.methods import method_spec
 from wdsp_cli.reference import optimise_residuals_reference
 from wdsp_cli.requests import EditRequest
@@ -187,10 +188,10 @@ def test_autocast_dtype_from_config_accepts_names_and_none():
 
 def test_models_without_a_plain_dynamic_cache_are_fed_whole_rows(tiny_model, tokenizer, monkeypatch):
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
-    assert residuals._make_feed(tiny_model, prompts).prefix is not None
-    monkeypatch.setattr(residuals, "DynamicCache", type("OtherCache", (), {}))
+    assert residuals._make_feed(tiny_model, prompts).free.prefix is not None
+    monkeypatch.setattr(delta_free, "DynamicCache", type("OtherCache", (), {}))
     feed = residuals._make_feed(tiny_model, prompts)
-    assert feed.prefix is None and (feed.start == 0).all()
+    assert feed.free.prefix is None and (feed.free.start == 0).all()
 
 
 def _saved_bytes_peak(fn):
@@ -300,9 +301,9 @@ def test_frozen_blocks_run_once_and_change_no_result(tiny_model, tokenizer, meth
     whole = runs[False]
     assert (whole.updates == 0).any() and (whole.updates == 5).any()
     _assert_same_optimisation(runs[True], whole, points)
-    # frozen: blocks below F see each row on its first call only (plus the prefix pass); block F every step
+    # frozen: blocks below F see each row once (the no-grad pass before step 0); block F every step
     rows = len(prompts.row_request)
-    assert runs[True, "calls"][0] <= 2 * rows < runs[False, "calls"][0]
+    assert runs[True, "calls"][0] == rows < runs[False, "calls"][0]
     assert runs[True, "calls"][first - 1] == runs[True, "calls"][0]
     assert runs[True, "calls"][first] == runs[False, "calls"][first]
     assert all(type(block).__name__ != "_StandIn" for block in blocks)
@@ -326,3 +327,30 @@ def test_chunks_are_the_fewest_and_near_equal():
         chunks = residuals._chunks(requests, size)
         assert [len(c) for c in chunks] == expected
         assert torch.equal(torch.cat(chunks), requests)
+
+
+@pytest.mark.parametrize("method, layer", [("memit", 3), ("pmet", 0), ("memit", 0)])
+def test_frozen_blocks_at_the_ends_of_the_model(tiny_model, tokenizer, method, layer):
+    # memit at the last block: every block is stood in for; pmet at block 0: none is
+    points = method_spec(method).points(template_for(tiny_model), layer)
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    settings = _settings(v_num_grad_steps=4, requests_per_pass=2)
+    frozen = optimise_residuals(tiny_model, prompts, points, settings)
+    whole = optimise_residuals(tiny_model, prompts, points, _settings(**{**settings.__dict__, "frozen_blocks": False}))
+    _assert_same_optimisation(frozen, whole, points)
+
+
+def test_the_prefix_is_packed_without_padding_and_only_above_the_frozen_blocks(tiny_model, tokenizer):
+    points = method_spec("memit").points(template_for(tiny_model), 1)  # F = 2 of 4 blocks
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    feed = residuals._make_feed(tiny_model, prompts, frozen_points=points)
+    prefix, lookup = feed.free.prefix, prompts.lookup
+    assert [k is None for k in prefix.keys] == [True, True, False, False]
+    assert prefix.keys[2].shape[0] == int(lookup.sum()) + 1 < len(lookup) * int(lookup.max())
+    # each row's packed entries are its prefix key/values from a plain forward of the row
+    with torch.no_grad():
+        for row in (0, int(lookup.argmax())):
+            ids = prompts.rows.input_ids[row : row + 1, : int(lookup[row])]
+            cache = tiny_model.base_model(input_ids=ids, use_cache=True).cache
+            packed = prefix.keys[3][prefix.offset[row] : prefix.offset[row] + lookup[row]]
+            torch.testing.assert_close(packed, cache.layers[3].keys[0].transpose(0, 1), rtol=1e-5, atol=1e-6)

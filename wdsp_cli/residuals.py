@@ -26,14 +26,16 @@ is a sum over requests), so one forward/backward over all rows with a [B, d] del
 a row-wise Adam and per-row stopping equals B separate runs; converged requests leave
 the batch, and logits are computed only where targets are scored.
 
-Prefix cache (``settings.prefix_cache``, on by default). delta enters at the lookup position
-(the subject's last token) and attention is causal, so the tokens before it never depend on
-delta: they run once per call, without grad, and their key/value cache is reused. Each step
-feeds only the tokens from the lookup position on (the lookup token is then fed position 0),
-with their true position ids, attending to the stored prefix keys (right-padded, the holes
-masked). Every step builds a fresh cache object from the stored tensors of the active rows,
-so the cache neither grows nor keeps converged requests. A model whose decoder returns no
-plain full-attention ``DynamicCache`` is fed whole rows instead.
+What no delta reaches runs once per call (delta_free.py): the tokens before the lookup
+position (``settings.prefix_cache``: their key/values are kept and each step feeds only the
+tokens from the lookup position on, with their true position ids; a model whose decoder returns
+no plain full-attention ``DynamicCache`` is fed whole rows instead) and the blocks below the
+first edited point (``settings.frozen_blocks``: stood in for by their recorded output). Every
+step builds a fresh cache object for the active rows, so it neither grows nor keeps converged
+requests.
+
+Each step runs forward and backward over at most ``settings.requests_per_pass`` requests at a
+time (near-equal chunks), so the autograd graph, and the peak memory, does not grow with B.
 
 Rows are fed in groups of similar length (one padded batch per group, groups chosen to
 minimise padding plus a per-call cost), since padding would otherwise be about half of the
@@ -51,10 +53,9 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import DynamicCache
 
 from .errors import EditError, InputError
-from .frozen_blocks import FrozenBlocks, frozen_blocks
+from .delta_free import DeltaFree, precompute
 from .hooks import hooks
 from .prompts import TokenRows, fill, length_groups, pad_rows, subject_last_token
 from .requests import EditRequest
@@ -153,7 +154,7 @@ class OptimisationSettings:
     autocast_dtype: torch.dtype | None = None  # run the model under torch.autocast (a dtype or its name)
     prefix_cache: bool = True  # reuse the key/value cache of the tokens before the lookup position
     requests_per_pass: int = DEFAULT_REQUESTS_PER_PASS  # forward/backward chunk (0: the whole batch)
-    frozen_blocks: bool = True  # run the blocks below the first edited point once (frozen_blocks.py)
+    frozen_blocks: bool = True  # run the blocks below the first edited point once (delta_free.py)
 
     def __post_init__(self):
         object.__setattr__(self, "autocast_dtype", _parse_dtype(self.autocast_dtype))
@@ -236,68 +237,35 @@ def _precision(device: torch.device, dtype: torch.dtype | None):
 class _Feed:
     """What every step feeds the decoder, fixed for one ``optimise_residuals`` call (on device).
 
-    Row s is fed from position ``start[s]`` on: its lookup position with the prefix cache, else 0;
-    ``input_ids`` [S, W] (right-padded) and ``lengths`` are the fed tokens, and ``lookup``,
-    ``target_pos`` [N] and ``kl_pos`` [B] are in fed coordinates. ``prefix``: per layer the
-    (key, value) [S, heads, P, head_dim] of the tokens before ``start`` (entry j of row s is
-    real iff j < start[s]), or None. ``frozen``: the blocks no delta reaches, run once per row.
+    Row s is fed from position ``free.start[s]`` on: its lookup position with the prefix cache,
+    else 0; ``input_ids`` [S, W] (right-padded) and ``lengths`` are the fed tokens, and ``lookup``,
+    ``target_pos`` [N] and ``kl_pos`` [B] are in fed coordinates. ``free``: the prefix key/values
+    and frozen blocks' output, computed once (delta_free.py).
     """
 
     input_ids: torch.Tensor
     lengths: torch.Tensor
-    start: torch.Tensor
     lookup: torch.Tensor
     target_pos: torch.Tensor
     kl_pos: torch.Tensor
-    prefix: list[tuple[torch.Tensor, torch.Tensor]] | None
+    free: DeltaFree
     config: object
     autocast_dtype: torch.dtype | None
-    frozen: FrozenBlocks | None = None
-
-    def blocks(self, rows: torch.Tensor, width: int):
-        """Context for one decoder call over ``rows``, ``width`` tokens wide (see FrozenBlocks)."""
-        return self.frozen.around(rows, width) if self.frozen is not None else contextlib.nullcontext()
 
     def inputs(self, rows: torch.Tensor) -> dict:
         """Decoder keyword arguments for ``rows`` (sorted, on device)."""
-        lengths, start = self.lengths[rows], self.start[rows]
+        lengths, start = self.lengths[rows], self.free.start[rows]
         steps = torch.arange(int(lengths.max()), device=rows.device)
         mask = steps < lengths[:, None]
         inputs = dict(input_ids=self.input_ids[rows, : len(steps)], position_ids=start[:, None] + steps,
                       use_cache=False)
-        held = int(start.max()) if self.prefix is not None else 0
-        if held:
-            inputs.update(use_cache=True, cache=DynamicCache(
-                [(k[rows.to(k.device), :, :held], v[rows.to(v.device), :, :held]) for k, v in self.prefix],
-                config=self.config))
+        cache = self.free.prefix.cache(rows, self.config) if self.free.prefix is not None else None
+        if cache is not None:
+            held = cache.get_seq_length()
+            inputs.update(use_cache=True, cache=cache)
             mask = torch.cat([torch.arange(held, device=rows.device) < start[:, None], mask], dim=1)
         inputs["attention_mask"] = mask.long()
         return inputs
-
-
-def _prefix_cache(model, input_ids: torch.Tensor, lookup: torch.Tensor, autocast_dtype):
-    """Per layer (key, value) [S, heads, P, head_dim] of each row's tokens before ``lookup``;
-    None when no row has a prefix or the decoder returns no plain full-attention DynamicCache."""
-    held = int(lookup.max())
-    prefix = None
-    # rows with an empty prefix stay out (zeros): a fully masked row could give NaN keys/values
-    has = (lookup > 0).nonzero().squeeze(1)
-    with torch.no_grad(), _precision(input_ids.device, autocast_dtype):
-        for group in length_groups(lookup[has]):
-            rows = has[group]
-            steps = torch.arange(int(lookup[rows].max()), device=input_ids.device)
-            cache = getattr(model.base_model(
-                input_ids=input_ids[rows, : len(steps)], attention_mask=(steps < lookup[rows, None]).long(),
-                position_ids=steps.expand(len(rows), -1), use_cache=True), "cache", None)
-            if type(cache) is not DynamicCache or any(cache.is_sliding) or any(cache.is_linear):
-                return None
-            if prefix is None:
-                prefix = [tuple(kv.new_zeros(len(lookup), kv.shape[1], held, kv.shape[3])
-                                for kv in (layer.keys, layer.values)) for layer in cache.layers]
-            for (k, v), layer in zip(prefix, cache.layers):  # each on its layer's device
-                k[rows.to(k.device), :, : len(steps)] = layer.keys
-                v[rows.to(v.device), :, : len(steps)] = layer.values
-    return prefix
 
 
 def _make_feed(model, prompts: EditPrompts, prefix_cache: bool = True,
@@ -307,15 +275,15 @@ def _make_feed(model, prompts: EditPrompts, prefix_cache: bool = True,
     device = next(model.parameters()).device
     ids, lengths = prompts.rows.input_ids.to(device), prompts.rows.lengths.to(device)
     lookup = prompts.lookup.to(device)
-    prefix = _prefix_cache(model, ids, lookup, autocast_dtype) if prefix_cache else None
-    start = lookup if prefix is not None else torch.zeros_like(lookup)
-    cols = start[:, None] + torch.arange(int((lengths - start).max()), device=device)
-    frozen = frozen_blocks(model, frozen_points, len(ids), cols.shape[1]) if frozen_points else None
+    free = precompute(model, ids, lengths, lookup, frozen_points, prefix_cache,
+                      lambda: _precision(device, autocast_dtype))
+    start = free.start
+    cols = start[:, None] + torch.arange(free.width, device=device)
     return _Feed(
-        input_ids=ids.gather(1, cols.clamp_max(ids.shape[1] - 1)), lengths=lengths - start, start=start,
+        input_ids=ids.gather(1, cols.clamp_max(ids.shape[1] - 1)), lengths=lengths - start,
         lookup=lookup - start, target_pos=prompts.target_pos.to(device) - start[prompts.target_row.to(device)],
-        kl_pos=prompts.kl_pos.to(device) - start[prompts.kl_row.to(device)], prefix=prefix, config=model.config,
-        autocast_dtype=autocast_dtype, frozen=frozen,
+        kl_pos=prompts.kl_pos.to(device) - start[prompts.kl_row.to(device)], free=free, config=model.config,
+        autocast_dtype=autocast_dtype,
     )
 
 
@@ -372,7 +340,7 @@ def forward_losses(model, prompts: EditPrompts, requests: torch.Tensor, deltas: 
         edits = {p: _editor(deltas[p], req, lookup, (b_rows, req[b_rows], init[p]) if capture_init else None)
                  for p in deltas}
         inputs = feed.inputs(rows[group])
-        with (feed.blocks(rows[group], inputs["input_ids"].shape[1]), hooks(model, edits=edits),
+        with (feed.free.stand_ins(rows[group], inputs["input_ids"].shape[1]), hooks(model, edits=edits),
               _precision(device, feed.autocast_dtype)):
             hidden = decoder(**inputs).last_hidden_state
         in_group = torch.full((len(rows),), -1, dtype=torch.long, device=device)

@@ -35,14 +35,18 @@ from wdsp_cli.requests import load_requests  # noqa: E402
 
 @contextlib.contextmanager
 def unfrozen(on: bool):
-    """With ``on``: no frozen blocks (every block runs at every step)."""
-    saved = residuals.frozen_blocks
+    """With ``on``: no frozen blocks (every block runs at every step; the prefix cache stays)."""
+    saved = residuals.precompute
+
+    def without_frozen_blocks(model, input_ids, lengths, lookup, points=(), *args, **kwargs):
+        return saved(model, input_ids, lengths, lookup, (), *args, **kwargs)
+
     if on:
-        residuals.frozen_blocks = lambda *args, **kwargs: None
+        residuals.precompute = without_frozen_blocks
     try:
         yield
     finally:
-        residuals.frozen_blocks = saved
+        residuals.precompute = saved
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ Prints one JSON document:
       metrics_max_difference: the largest difference of the two runs' metrics, in points;
   edit_peak_rss_bytes          the process's peak RSS during the batched edit (model, statistics and
       everything the edit allocated; Linux's VmHWM, reset just before the edit), with the default
-      requests per pass (16); edit_unchunked_peak_rss_bytes and edit_unchunked_s: the same edit with
-      all requests in one forward/backward (``requests_per_pass=0``);
+      requests per pass (20); edit_unchunked_peak_rss_bytes and edit_unchunked_s: the same edit with
+      all requests in one forward/backward (``requests_per_pass=0``); edit_bf16_*: the default edit
+      under ``--autocast bfloat16`` (not in --reduced), its speedup, metrics and peak;
   covariance_tokens_per_s, forward_tokens_per_s   statistics for the edited layers vs a plain no-grad
       forward truncated after the last edited layer, on the same batches, timed batch by batch;
   diff_bytes_per_iteration, dense_bytes_per_iteration, diff_to_dense_ratio;
@@ -131,7 +132,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--tokens", type=int, default=20_000, help="covariance statistics tokens")
     ap.add_argument("--rollback-iterations", type=int, default=100)
-    ap.add_argument("--requests-per-pass", type=int, default=None, help="the batched edit's chunk (default 16)")
+    ap.add_argument("--requests-per-pass", type=int, default=None, help="the batched edit's chunk (default 20)")
     ap.add_argument("--reduced", action="store_true",
                     help="CI: B=4 in chunks of 2, 5 steps, 2k tokens, 5 iterations")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -157,6 +158,8 @@ def main() -> None:
         folder = Path(tmp)
         batched = timed_edit(model, tok, requests, config, moments, templates, False, folder, args.requests_per_pass)
         unchunked = timed_edit(model, tok, requests, config, moments, templates, False, folder, requests_per_pass=0)
+        bf16 = None if args.reduced else timed_edit(model, tok, requests, config.replace(autocast_dtype="bfloat16"),
+                                                    moments, templates, False, folder, args.requests_per_pass)
         reference = timed_edit(model, tok, requests, config, moments, templates, True, folder)
         report.update({
             "peak_rss_reset": batched["peak_rss_reset"],
@@ -175,6 +178,12 @@ def main() -> None:
             "diff_bytes_per_iteration": (folder / "diff-batched.safetensors").stat().st_size,
             "dense_bytes_per_iteration": batched["diff"].dense_nbytes,
         })
+        if bf16 is not None:
+            report.update({
+                "edit_bf16_s": bf16["seconds"], "edit_bf16_speedup": reference["seconds"] / bf16["seconds"],
+                "edit_bf16_metrics": bf16["metrics"], "edit_bf16_peak_rss_bytes": bf16["peak_rss_bytes"],
+                "metrics_max_difference_bf16": max(abs(bf16["metrics"][k] - reference["metrics"][k]) for k in METRICS),
+            })
         report["diff_to_dense_ratio"] = report["diff_bytes_per_iteration"] / report["dense_bytes_per_iteration"]
         report.update(rollback_timings("smollm2-135m-instruct", batched["diff"], args.rollback_iterations, folder))
     print(json.dumps(report, indent=2, sort_keys=True))

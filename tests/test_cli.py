@@ -152,6 +152,18 @@ def test_requests_per_pass_saves_memory_without_changing_the_job_or_the_result(r
     wdsp("edit", facts, "-w", ws, "--requests-per-pass", -1, code=2)
 
 
+def test_autocast_is_part_of_the_job_and_is_validated(ready):
+    ws, facts, _ = ready
+    first = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST, "--autocast", "bfloat16", "--json"))
+    assert first["config"]["autocast_dtype"] == "bfloat16" and first["head"] == 1
+    # the same facts in float32 are another job: they are edited again, on top
+    plain = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST, "--autocast", "none", "--json"))
+    assert plain["config"]["autocast_dtype"] is None and plain["head"] == 2
+    before = tree_digest(ws)
+    wdsp("edit", facts, "-w", ws, "--autocast", "int8", code=2)
+    assert tree_digest(ws) == before
+
+
 def test_diff_is_factor_form_and_status_reports_its_size(ready):
     ws, facts, _ = ready
     report = as_json(wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST, "--json"))

@@ -64,7 +64,7 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 # Requests whose prompts go through one forward/backward at a time: bounds the autograd graph
 # (benchmarks/perf.py measures the peak RSS at B = 50 on SmolLM2).
-DEFAULT_REQUESTS_PER_PASS = 16
+DEFAULT_REQUESTS_PER_PASS = 20
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,12 @@ def edit(
     steps: int = typer.Option(None, "--steps", help="Optimisation steps per batch (v_num_grad_steps)."),
     seed: int = typer.Option(None, "--seed", help="Seed of context templates and SP's dropout."),
     requests_per_pass: int = typer.Option(None, "--requests-per-pass",
-                                          help="Requests optimised per forward/backward (default 16, 0: the whole "
+                                          help="Requests optimised per forward/backward (default 20, 0: the whole "
                                                "batch): lower it to save memory; results do not change."),
+    autocast: str = typer.Option(None, "--autocast",
+                                 help="bfloat16, float16 or none: run the target optimisation's forward passes "
+                                      "under torch.autocast (faster where the CPU or GPU has the type; results "
+                                      "change slightly, so it is part of the job)."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Skip batches of this same job already committed (after a crash)."),
     workspace: Path = WorkspaceOption,
@@ -78,7 +82,10 @@ def edit(
         "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
         "wd_points": wd_points, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
         "v_num_grad_steps": steps, "seed": seed, "nullspace_threshold": nullspace_threshold,
-        "alphaedit_l2": alphaedit_l2})
+        "alphaedit_l2": alphaedit_l2,
+        "autocast_dtype": None if autocast is None or autocast.lower() == "none" else autocast.lower()})
+    if autocast is not None and autocast.lower() == "none":
+        config = config.replace(autocast_dtype=None)
     OptimisationSettings.from_config(config, requests_per_pass)  # refuse a bad --requests-per-pass before the lock
     with ws.lock("wdsp edit"), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                         TimeElapsedColumn(), console=stderr, transient=True) as bar:

@@ -90,3 +90,29 @@ def test_dirac_is_half_the_squared_norm_and_scales_behave():
     assert WassersteinRegulariser()({"p": delta}, {"p": h}, nll, step=0).eq(0).all()  # starts at step 1
     with pytest.raises(InputError):
         WassersteinRegulariser(mode="wasserstein")
+
+
+def test_sinkhorn_gradient_is_that_of_the_plan_times_the_cost_and_keeps_no_plan_for_backward(monkeypatch):
+    from wdsp_cli import wasserstein
+
+    g = torch.Generator().manual_seed(4)
+    h = torch.randn(40, 32, generator=g)
+    delta = (0.5 * torch.randn(40, 32, generator=g)).requires_grad_(True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        loss = sinkhorn_1d(h, h + delta, 0.05, max_iter=2000, tol=1e-9)
+    assert max(saved) <= 40 * 32  # [B, d] tensors only, no [B, d, d] plan or cost
+    (grad,) = torch.autograd.grad(loss.sum(), delta)
+    # the same as autograd through <stopgrad(P), C(x, y)>, one 16-row solve at a time
+    for rows in torch.arange(40).split(wasserstein.SINKHORN_ROWS_PER_SOLVE):
+        x, y = h[rows].double(), (h[rows] + delta[rows]).double()
+        P = sinkhorn_potentials_1d(x.detach(), y.detach(), 0.05, 2000, 1e-9)[0]
+        plain = (P * (x[:, :, None] - y[:, None, :]).pow(2)).sum(dim=(-1, -2))
+        (expected,) = torch.autograd.grad(plain.sum(), y)
+        torch.testing.assert_close(loss[rows].double(), plain.detach(), rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(grad[rows].double(), expected, rtol=1e-5, atol=1e-7)
+    # solving all rows at once gives the same losses, up to the tolerance
+    monkeypatch.setattr(wasserstein, "SINKHORN_ROWS_PER_SOLVE", 1000)
+    whole = sinkhorn_1d(h, h + delta, 0.05, max_iter=2000, tol=1e-9)
+    torch.testing.assert_close(whole, loss, rtol=1e-4, atol=1e-6)
+    assert len(sinkhorn_1d(h[:0], h[:0])) == 0

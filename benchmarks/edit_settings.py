@@ -1,7 +1,7 @@
 """Time and peak memory of one B = 50 MEMIT edit on the default model under several engine settings,
 all in one run (issue 6: which requests-per-pass default meets both the 5x and the 3 GiB target).
 
-    .venv/bin/python benchmarks/edit_settings.py [--variants 16:unfrozen,16,25,25:bf16] [--batch 50]
+    .venv/bin/python benchmarks/edit_settings.py [--variants 20:unfrozen,20,25,20:bf16] [--batch 50]
 
 A variant is ``N[:unfrozen][:bf16]``: N requests per forward/backward (0: all at once); ``unfrozen``
 runs every decoder block at every step (the frozen-block shortcut off); ``bf16`` runs the model under
@@ -51,7 +51,7 @@ def unfrozen(on: bool):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--variants", default="16:unfrozen,16,25,25:bf16")
+    ap.add_argument("--variants", default="20:unfrozen,20,25,20:bf16")
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--tokens", type=int, default=20_000)
     args = ap.parse_args()

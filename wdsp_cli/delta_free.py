@@ -37,6 +37,9 @@ from .architectures import ArchitectureTemplate, module_by_name, template_for
 from .hooks import hooks, run
 from .prompts import length_groups
 
+# rows per decoder call of the pass: its transient key/values and activations stay bounded as B grows
+PRECOMPUTE_ROWS = 64
+
 
 def first_changed_block(template: ArchitectureTemplate, points: Sequence[str]) -> int:
     """F: the lowest block whose output depends on a delta added at ``points``; a point at block
@@ -160,8 +163,9 @@ def precompute(model, input_ids: torch.Tensor, lengths: torch.Tensor, lookup: to
         recorded["h"] = output[0] if recorded["tuple"] else output
 
     stop = template.block_name(first - 1) if first and not prefix_cache else None
+    groups = [part for group in length_groups(lengths_cpu) for part in group.split(PRECOMPUTE_ROWS)]
     with torch.no_grad(), precision():
-        for group in length_groups(lengths_cpu):
+        for group in groups:
             rows = group.to(input_ids.device)
             width = int(lengths_cpu[group].max())
             steps = torch.arange(width, device=input_ids.device)

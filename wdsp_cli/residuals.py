@@ -54,8 +54,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .errors import EditError, InputError
 from .delta_free import DeltaFree, precompute
+from .errors import EditError, InputError
 from .hooks import hooks
 from .prompts import TokenRows, fill, length_groups, pad_rows, subject_last_token
 from .requests import EditRequest

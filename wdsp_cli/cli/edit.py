@@ -82,10 +82,9 @@ def edit(
         "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
         "wd_points": wd_points, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
         "v_num_grad_steps": steps, "seed": seed, "nullspace_threshold": nullspace_threshold,
-        "alphaedit_l2": alphaedit_l2,
-        "autocast_dtype": None if autocast is None or autocast.lower() == "none" else autocast.lower()})
-    if autocast is not None and autocast.lower() == "none":
-        config = config.replace(autocast_dtype=None)
+        "alphaedit_l2": alphaedit_l2})
+    if autocast is not None:  # "none" must be able to clear a preset's value, so not an override
+        config = config.replace(autocast_dtype=None if autocast.lower() == "none" else autocast.lower())
     OptimisationSettings.from_config(config, requests_per_pass)  # refuse a bad --requests-per-pass before the lock
     with ws.lock("wdsp edit"), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                         TimeElapsedColumn(), console=stderr, transient=True) as bar:

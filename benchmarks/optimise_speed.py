@@ -34,7 +34,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wdsp_cli import prompts as grouping
+from wdsp_cli import prompts as grouping  # noqa: E402
 from wdsp_cli import residuals  # noqa: E402
 from wdsp_cli.architectures import template_for  # noqa: E402
 from wdsp_cli.models import load_model  # noqa: E402

@@ -6,12 +6,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from wdsp_cli import delta_free, residuals
 from wdsp_cli import prompts as grouping
-from wdsp_cli import residuals
 from wdsp_cli.architectures import template_for
-from wdsp_cli.errors import InputError
-from wdsp_cli import delta_free
 from wdsp_cli.delta_free import first_changed_block
+from wdsp_cli.errors import InputError
 from wdsp_cli.methods import method_spec
 from wdsp_cli.reference import optimise_residuals_reference
 from wdsp_cli.requests import EditRequest

@@ -24,23 +24,23 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from overrides import parse_variant  # noqa: E402
-from wdsp_cli.atomic import atomic_write_text  # noqa: E402
+
 from wdsp_cli.config import preset  # noqa: E402
-from wdsp_cli.corpus import open_corpus  # noqa: E402
-from wdsp_cli.covariance import compute_covariance  # noqa: E402
-from wdsp_cli.deltas import WeightState  # noqa: E402
-from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
-from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
-from wdsp_cli.models import load_model  # noqa: E402
-from wdsp_cli.prompts import generate_context_templates  # noqa: E402
-from wdsp_cli.requests import load_requests  # noqa: E402
+from wdsp_cli.data.corpus import open_corpus  # noqa: E402
+from wdsp_cli.data.requests import load_requests  # noqa: E402
+from wdsp_cli.editing.batch import edit_batch, edited_modules  # noqa: E402
+from wdsp_cli.evaluation.scoring import evaluate_counterfact  # noqa: E402
+from wdsp_cli.model.loading import load_model  # noqa: E402
+from wdsp_cli.model.weights import WeightState  # noqa: E402
+from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
+from wdsp_cli.statistics.covariance import compute_covariance  # noqa: E402
+from wdsp_cli.workspace.atomic import atomic_write_text  # noqa: E402
 
 VARIANTS = {"": {}, "+WD": {"wd": True}, "+SP": {"sp": True}, "+WD+SP": {"wd": True, "sp": True}}
 

@@ -36,8 +36,12 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wdsp_cli.corpus import open_corpus  # noqa: E402
-from wdsp_cli.covariance import compute_covariance, length_sorted_batches, token_rows  # noqa: E402
+from wdsp_cli.data.corpus import open_corpus  # noqa: E402
+from wdsp_cli.statistics.covariance import (  # noqa: E402
+    compute_covariance,
+    length_sorted_batches,
+    token_rows,
+)
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

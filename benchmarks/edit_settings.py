@@ -24,13 +24,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf import DATA, timed_edit  # noqa: E402
-from wdsp_cli import residuals  # noqa: E402
+
 from wdsp_cli.config import preset  # noqa: E402
-from wdsp_cli.corpus import open_corpus  # noqa: E402
-from wdsp_cli.covariance import compute_covariance  # noqa: E402
-from wdsp_cli.models import load_model  # noqa: E402
-from wdsp_cli.prompts import generate_context_templates  # noqa: E402
-from wdsp_cli.requests import load_requests  # noqa: E402
+from wdsp_cli.data.corpus import open_corpus  # noqa: E402
+from wdsp_cli.data.requests import load_requests  # noqa: E402
+from wdsp_cli.model.loading import load_model  # noqa: E402
+from wdsp_cli.optimisation import targets as residuals  # noqa: E402
+from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
+from wdsp_cli.statistics.covariance import compute_covariance  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from wdsp_cli.config import preset  # noqa: E402
-from wdsp_cli.covariance import compute_covariance  # noqa: E402
-from wdsp_cli.deltas import WeightState  # noqa: E402
-from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
-from wdsp_cli.evaluation import score_targets  # noqa: E402
-from wdsp_cli.prompts import generate_context_templates  # noqa: E402
-from wdsp_cli.requests import EditRequest  # noqa: E402
+from wdsp_cli.data.requests import EditRequest  # noqa: E402
+from wdsp_cli.editing.batch import edit_batch, edited_modules  # noqa: E402
+from wdsp_cli.evaluation.scoring import score_targets  # noqa: E402
+from wdsp_cli.model.weights import WeightState  # noqa: E402
+from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
+from wdsp_cli.statistics.covariance import compute_covariance  # noqa: E402
 
 FACTS = [("The capital of {} is", "France", "Berlin"), ("{} plays for", "Lionel Messi", "Japan"),
          ("The mother tongue of {} is", "Danielle Darrieux", "English"), ("{} is located in", "The Louvre", "Rome"),
@@ -71,7 +71,7 @@ def main() -> None:
                  "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     clock = time.perf_counter()
     if args.model:
-        from wdsp_cli.models import load_model
+        from wdsp_cli.model.loading import load_model
 
         model, tok = load_model(args.model, device=device)
         texts = shuffled_texts()

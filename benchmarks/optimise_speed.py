@@ -34,13 +34,17 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wdsp_cli import prompts as grouping  # noqa: E402
-from wdsp_cli import residuals  # noqa: E402
-from wdsp_cli.architectures import template_for  # noqa: E402
-from wdsp_cli.models import load_model  # noqa: E402
-from wdsp_cli.prompts import generate_context_templates  # noqa: E402
-from wdsp_cli.requests import load_requests  # noqa: E402
-from wdsp_cli.residuals import OptimisationSettings, build_edit_prompts, optimise_residuals  # noqa: E402
+from wdsp_cli.data.requests import load_requests  # noqa: E402
+from wdsp_cli.model.architectures import template_for  # noqa: E402
+from wdsp_cli.model.loading import load_model  # noqa: E402
+from wdsp_cli.optimisation import prompts as grouping  # noqa: E402
+from wdsp_cli.optimisation import targets as residuals  # noqa: E402
+from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
+from wdsp_cli.optimisation.targets import (  # noqa: E402
+    OptimisationSettings,
+    build_edit_prompts,
+    optimise_residuals,
+)
 
 VARIANTS = {
     "uncached_fp32": dict(prefix_cache=False),

@@ -42,16 +42,21 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from covariance_throughput import PairedTimer  # noqa: E402
+
 from wdsp_cli.config import preset  # noqa: E402
-from wdsp_cli.corpus import open_corpus  # noqa: E402
-from wdsp_cli.covariance import compute_covariance, length_sorted_batches, token_rows  # noqa: E402
-from wdsp_cli.deltas import WeightState  # noqa: E402
-from wdsp_cli.editing import edit_batch, edited_modules  # noqa: E402
-from wdsp_cli.evaluation import evaluate_counterfact  # noqa: E402
-from wdsp_cli.models import load_model  # noqa: E402
-from wdsp_cli.prompts import generate_context_templates  # noqa: E402
-from wdsp_cli.requests import load_requests  # noqa: E402
-from wdsp_cli.residuals import DEFAULT_REQUESTS_PER_PASS  # noqa: E402
+from wdsp_cli.data.corpus import open_corpus  # noqa: E402
+from wdsp_cli.data.requests import load_requests  # noqa: E402
+from wdsp_cli.editing.batch import edit_batch, edited_modules  # noqa: E402
+from wdsp_cli.evaluation.scoring import evaluate_counterfact  # noqa: E402
+from wdsp_cli.model.loading import load_model  # noqa: E402
+from wdsp_cli.model.weights import WeightState  # noqa: E402
+from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
+from wdsp_cli.optimisation.targets import DEFAULT_REQUESTS_PER_PASS  # noqa: E402
+from wdsp_cli.statistics.covariance import (  # noqa: E402
+    compute_covariance,
+    length_sorted_batches,
+    token_rows,
+)
 
 METRICS = ("efficacy", "generalization", "locality", "score")
 
@@ -108,8 +113,8 @@ def covariance_throughput(model, tok, layers, tokens: int) -> dict:
 
 def rollback_timings(model_source: str, diff, iterations: int, folder: Path) -> dict:
     """A workspace of ``iterations`` iterations, each the measured diff; time checkouts."""
-    from wdsp_cli.checkout import checkout, describe_model, load_base
-    from wdsp_cli.workspace import Workspace
+    from wdsp_cli.workspace.checkout import checkout, describe_model, load_base
+    from wdsp_cli.workspace.store import Workspace
 
     model, _ = load_model(model_source)
     ws = Workspace.create(folder / "workspace", describe_model(model_source, model))

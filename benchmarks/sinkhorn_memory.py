@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf import peak_rss_bytes, reset_peak_rss  # noqa: E402
-from wdsp_cli.wasserstein import _cost, sinkhorn_1d, sinkhorn_potentials_1d  # noqa: E402
+
+from wdsp_cli.regularisers.wasserstein import _cost, sinkhorn_1d, sinkhorn_potentials_1d  # noqa: E402
 
 
 def saved_bytes(fn):

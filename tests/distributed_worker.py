@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tiny_models import tiny_llama, tiny_tokenizer  # noqa: E402
 
-from wdsp_cli.covariance import compute_covariance, save_layer_statistics  # noqa: E402
+from wdsp_cli.statistics.covariance import compute_covariance, save_layer_statistics  # noqa: E402
 
 torch.set_num_threads(1)
 dist.init_process_group("gloo")

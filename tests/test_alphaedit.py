@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from workspace_helpers import make_model_dir, write_corpus, write_facts
 
 from wdsp_cli.errors import EditError
-from wdsp_cli.nullspace import key_moment, null_space_projection
-from wdsp_cli.solve import projected_update_factors
+from wdsp_cli.methods.nullspace import key_moment, null_space_projection
+from wdsp_cli.methods.solve import projected_update_factors
 
 
 def test_projected_factors_equal_the_dense_formula():
@@ -45,10 +45,10 @@ def test_alphaedit_edit_leaves_the_preserved_keys_alone(tokenizer):
     from tiny_models import tiny_llama
 
     from wdsp_cli.config import EditConfig
-    from wdsp_cli.covariance import compute_covariance
-    from wdsp_cli.editing import edit_batch
-    from wdsp_cli.evaluation import score_targets
-    from wdsp_cli.requests import EditRequest
+    from wdsp_cli.data.requests import EditRequest
+    from wdsp_cli.editing.batch import edit_batch
+    from wdsp_cli.evaluation.scoring import score_targets
+    from wdsp_cli.statistics.covariance import compute_covariance
 
     model = tiny_llama()
     texts = ["The capital of France is Paris. He is a musician.", "Apple was founded by Steve Jobs in London.",
@@ -96,9 +96,9 @@ def test_rollback_and_re_edit_restore_the_accumulated_keys_exactly(tmp_path):
     wdsp("edit", facts, "-w", runs["fresh"], "--batch-size", 2, "--limit", 2, *common)
     wdsp("edit", other, "-w", runs["fresh"], "--batch-size", 4, "--offset", 2, *common)
 
-    from wdsp_cli.checkout import checkout
     from wdsp_cli.jobs.edit import previous_key_moments
-    from wdsp_cli.workspace import Workspace
+    from wdsp_cli.workspace.checkout import checkout
+    from wdsp_cli.workspace.store import Workspace
 
     a, b = Workspace.open(runs["rolled"]), Workspace.open(runs["fresh"])
     for t in (1, 2):

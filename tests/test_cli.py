@@ -41,8 +41,8 @@ def ready(tmp_path, model_dir):
 
 
 def weights(ws, iteration=None):
-    from wdsp_cli.checkout import checkout
-    from wdsp_cli.workspace import Workspace
+    from wdsp_cli.workspace.checkout import checkout
+    from wdsp_cli.workspace.store import Workspace
 
     model = checkout(Workspace.open(ws), iteration).model
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -78,9 +78,9 @@ def test_workspace_from_environment_variable(ready, monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_model_at_t_is_base_plus_diffs_in_float32_cast_once(tmp_path, model_dir, dtype):
-    from wdsp_cli.architectures import module_by_name, weight_out_in
-    from wdsp_cli.checkout import load_base
-    from wdsp_cli.workspace import Workspace
+    from wdsp_cli.model.architectures import module_by_name, weight_out_in
+    from wdsp_cli.workspace.checkout import load_base
+    from wdsp_cli.workspace.store import Workspace
 
     ws, facts = tmp_path / "ws", write_facts(tmp_path / "facts.jsonl")
     wdsp("init", "--model", model_dir, "--dtype", dtype, "-w", ws)
@@ -199,7 +199,7 @@ def test_export_loads_with_plain_transformers(ready, tmp_path):
 
 
 def test_a_second_mutating_command_fails_at_once(ready):
-    from wdsp_cli.workspace import Workspace
+    from wdsp_cli.workspace.store import Workspace
 
     ws, facts, _ = ready
     with Workspace.open(ws).lock("a test"):
@@ -275,7 +275,7 @@ def test_bad_inputs_give_a_clear_error_and_change_nothing(ready, tmp_path, args,
 def test_a_full_disk_during_commit_leaves_the_workspace_as_it_was(ready, monkeypatch):
     import errno
 
-    from wdsp_cli import workspace as workspace_module
+    from wdsp_cli.workspace import store as workspace_module
 
     ws, facts, _ = ready
     wdsp("edit", facts, "-w", ws, "--batch-size", 6, *FAST)

@@ -8,7 +8,12 @@ import json
 import pytest
 import torch
 
-from wdsp_cli.corpus import Corpus, model_samples_corpus, open_corpus, sample_texts_from_model
+from wdsp_cli.data.corpus import (
+    Corpus,
+    model_samples_corpus,
+    open_corpus,
+    sample_texts_from_model,
+)
 from wdsp_cli.errors import InputError, StatisticsError
 
 

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from wdsp_cli.architectures import template_for
-from wdsp_cli.corpus import open_corpus
-from wdsp_cli.covariance import (
+from wdsp_cli.data.corpus import open_corpus
+from wdsp_cli.errors import InputError, StatisticsError
+from wdsp_cli.model.architectures import template_for
+from wdsp_cli.statistics.covariance import (
     LayerStatistics,
     SecondMomentSum,
     accumulate_second_moment_sums,
@@ -21,8 +22,6 @@ from wdsp_cli.covariance import (
     second_moment_from_sum,
     token_rows,
 )
-from wdsp_cli.errors import InputError, StatisticsError
-
 
 TEXTS = [
     "The capital of France is Paris.",
@@ -244,10 +243,9 @@ def test_bad_arguments(tiny_model, tokenizer):
 
 def bos_tokenizer():
     """The tiny tokenizer, made to add a BOS (id 0) by default, as Llama-3's does."""
+    from tiny_models import _tokenizer_json
     from tokenizers import Tokenizer, processors
     from transformers import PreTrainedTokenizerFast
-
-    from tiny_models import _tokenizer_json
 
     raw = Tokenizer.from_str(_tokenizer_json())
     raw.post_processor = processors.TemplateProcessing(
@@ -352,7 +350,7 @@ def test_corrupt_statistics_file(tmp_path, damage):
 
 def test_statistics_over_the_models_own_lazy_samples_equal_those_over_the_materialised_list(tiny_model, tokenizer):
     # the lazy corpus runs the same model to write its texts while statistics are being gathered
-    from wdsp_cli.corpus import model_samples_corpus, sample_texts_from_model
+    from wdsp_cli.data.corpus import model_samples_corpus, sample_texts_from_model
 
     lazy = model_samples_corpus(tiny_model, tokenizer, 6, seed=3, max_new_tokens=8, batch_size=2)
     texts = sample_texts_from_model(tiny_model, tokenizer, 6, seed=3, max_new_tokens=8, batch_size=2)

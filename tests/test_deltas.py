@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from wdsp_cli.architectures import template_for, weight_out_in
-from wdsp_cli.deltas import LayerUpdate, WeightDiff, WeightState
 from wdsp_cli.errors import EditError, WdspError
+from wdsp_cli.model.architectures import template_for, weight_out_in
+from wdsp_cli.model.weights import LayerUpdate, WeightDiff, WeightState
 
 
 def _update(model, layer, seed, rank=3):

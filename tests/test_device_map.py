@@ -11,10 +11,10 @@ import torch
 from tiny_models import tiny_llama
 
 from wdsp_cli.config import EditConfig
-from wdsp_cli.editing import edit_batch
+from wdsp_cli.data.requests import EditRequest, LocalityProbe
+from wdsp_cli.editing.batch import edit_batch
 from wdsp_cli.errors import EditError
-from wdsp_cli.evaluation import evaluate_counterfact
-from wdsp_cli.requests import EditRequest, LocalityProbe
+from wdsp_cli.evaluation.scoring import evaluate_counterfact
 
 REQUESTS = [EditRequest("The capital of {} is", "France", "Berlin", "Paris", ("France's capital is",),
                         (LocalityProbe("The capital of Germany is", "Berlin"),)),
@@ -55,7 +55,7 @@ def test_an_offloaded_layer_cannot_be_edited(dispatched, tokenizer):
 def test_load_model_with_a_device_map_offloads_and_still_answers(tmp_path):
     from workspace_helpers import make_model_dir
 
-    from wdsp_cli.models import load_model
+    from wdsp_cli.model.loading import load_model
 
     folder = make_model_dir(tmp_path / "model")
     model, tok = load_model(folder, device_map=MAP, offload_folder=tmp_path / "offload")
@@ -72,9 +72,9 @@ def test_a_workspace_keeps_its_placement(tmp_path):
     from typer.testing import CliRunner
     from workspace_helpers import make_model_dir
 
-    from wdsp_cli.checkout import load_base
     from wdsp_cli.cli import app
-    from wdsp_cli.workspace import Workspace
+    from wdsp_cli.workspace.checkout import load_base
+    from wdsp_cli.workspace.store import Workspace
 
     folder = make_model_dir(tmp_path / "model")
     ws = tmp_path / "ws"

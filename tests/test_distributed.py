@@ -13,7 +13,7 @@ import torch
 from tiny_models import tiny_llama
 from workspace_helpers import write_corpus
 
-from wdsp_cli.covariance import compute_covariance, load_layer_statistics
+from wdsp_cli.statistics.covariance import compute_covariance, load_layer_statistics
 
 HERE = Path(__file__).resolve().parent
 

@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from wdsp_cli.architectures import template_for
 from wdsp_cli.config import EditConfig
-from wdsp_cli.deltas import WeightDiff, WeightState
-from wdsp_cli.editing import edit_batch, edited_modules
+from wdsp_cli.data.requests import EditRequest
+from wdsp_cli.editing.batch import edit_batch, edited_modules
 from wdsp_cli.errors import StatisticsError
-from wdsp_cli.evaluation import score_targets
-from wdsp_cli.hooks import hooks
+from wdsp_cli.evaluation.scoring import score_targets
 from wdsp_cli.methods import method_spec
-from wdsp_cli.requests import EditRequest
+from wdsp_cli.model.architectures import template_for
+from wdsp_cli.model.hooks import hooks
+from wdsp_cli.model.weights import WeightDiff, WeightState
 
 REQUESTS = [
     EditRequest(prompt="The capital of {} is", subject="France", target_new="Berlin"),
@@ -37,7 +37,7 @@ def test_single_layer_edit_with_tiny_lambda_writes_the_optimised_value_exactly(t
         batch = tokenizer([r.rewrite_prompt], return_tensors="pt")
         with hooks(tiny_model, outputs=[point]) as trace:
             tiny_model(**batch)
-        from wdsp_cli.prompts import fill, subject_last_token
+        from wdsp_cli.optimisation.prompts import fill, subject_last_token
 
         _, index = subject_last_token(tokenizer, *fill("{}", r.prompt, r.subject))
         torch.testing.assert_close(trace.outputs[point][0, index], targets[i], rtol=1e-3, atol=1e-4)

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from wdsp_cli.evaluation import evaluate_counterfact, score_targets
-from wdsp_cli.metrics import counterfact_metrics, harmonic_mean
-from wdsp_cli.requests import EditRequest, LocalityProbe
+from wdsp_cli.data.requests import EditRequest, LocalityProbe
+from wdsp_cli.evaluation.metrics import counterfact_metrics, harmonic_mean
+from wdsp_cli.evaluation.scoring import evaluate_counterfact, score_targets
 
 PAIRS = [
     ("The capital of France is", "Paris"),
@@ -71,8 +71,8 @@ def test_evaluate_counterfact_uses_each_neighbours_own_answer(tiny_model, tokeni
 def test_accuracy_protocol_is_token_top1_without_old_targets(tokenizer):
     from tiny_models import tiny_llama
 
-    from wdsp_cli.evaluation import evaluate_requests, score_targets
-    from wdsp_cli.requests import EditRequest, LocalityProbe
+    from wdsp_cli.data.requests import EditRequest, LocalityProbe
+    from wdsp_cli.evaluation.scoring import evaluate_requests, score_targets
 
     model = tiny_llama()
     requests = [EditRequest("The capital of {} is", "France", "Berlin", paraphrases=("France has a capital,",),
@@ -91,7 +91,7 @@ def test_accuracy_protocol_is_token_top1_without_old_targets(tokenizer):
 def test_next_token_predictions_match_one_prompt_at_a_time(add_bos):
     from tiny_models import tiny_gpt2, tiny_tokenizer
 
-    from wdsp_cli.evaluation import next_token_predictions
+    from wdsp_cli.evaluation.scoring import next_token_predictions
 
     tok = tiny_tokenizer(add_bos=add_bos)
     model = tiny_gpt2()

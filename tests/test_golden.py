@@ -2,7 +2,6 @@
 diff tensors as the stored file, bit for bit on the processor it was made on (and to float32
 rounding on another, whose kernels may round differently)."""
 
-import pytest
 import torch
 from golden_edits import GOLDEN, cpu_signature, make_golden_edits
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from wdsp_cli.architectures import template_for
-from wdsp_cli.hooks import StopForward, hooks, run
+from wdsp_cli.model.architectures import template_for
+from wdsp_cli.model.hooks import StopForward, hooks, run
 
 
 def _no_hooks(model):

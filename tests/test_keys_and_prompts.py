@@ -3,12 +3,16 @@
 import pytest
 import torch
 
-from wdsp_cli.architectures import template_for
+from wdsp_cli.data.requests import EditRequest
+from wdsp_cli.editing.keys import compute_keys, key_weights
 from wdsp_cli.errors import InputError
-from wdsp_cli.hooks import hooks
-from wdsp_cli.keys import compute_keys, key_weights
-from wdsp_cli.prompts import fill, generate_context_templates, subject_last_token
-from wdsp_cli.requests import EditRequest
+from wdsp_cli.model.architectures import template_for
+from wdsp_cli.model.hooks import hooks
+from wdsp_cli.optimisation.prompts import (
+    fill,
+    generate_context_templates,
+    subject_last_token,
+)
 
 
 def test_fill_places_the_prompt_and_the_subject_and_spans_the_subject():

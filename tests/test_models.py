@@ -1,4 +1,4 @@
-"""Tests for wdsp_cli.models: sources, loading, provisioning the default model, fingerprints.
+"""Tests for wdsp_cli.model.loading: sources, loading, provisioning the default model, fingerprints.
 
 Integration tier: tiny Llama / GPT-2 models built in code (tests/tiny_models.py) and saved with
 save_pretrained to tmp_path. Provisioning logic is tested with a fake GGUF converter; the
@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from wdsp_cli import models
 from wdsp_cli.errors import InputError, ModelError
-from wdsp_cli.models import (
+from wdsp_cli.model import loading as models
+from wdsp_cli.model.loading import (
     COMPLETE_MARKER,
     DEFAULT_GGUF_FILE,
     DEFAULT_MODEL,
@@ -543,7 +543,7 @@ def test_fingerprint_non_contiguous_and_no_side_effects():
 
 def test_import_does_nothing(tmp_path):
     code = (
-        "import logging, sys; import wdsp_cli.models as m; "
+        "import logging, sys; import wdsp_cli.model.loading as m; "
         "assert 'transformers' not in sys.modules, 'transformers imported at import time'; "
         "assert not logging.getLogger().handlers and not logging.getLogger('wdsp_cli').handlers; "
         "print('ok')"

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from wdsp_cli.config import preset
-from wdsp_cli.deltas import WeightState
-from wdsp_cli.editing import edit_batch, edited_modules
-from wdsp_cli.evaluation import evaluate_counterfact
-from wdsp_cli.prompts import generate_context_templates
-from wdsp_cli.requests import load_requests
+from wdsp_cli.data.requests import load_requests
+from wdsp_cli.editing.batch import edit_batch, edited_modules
+from wdsp_cli.evaluation.scoring import evaluate_counterfact
+from wdsp_cli.model.weights import WeightState
+from wdsp_cli.optimisation.prompts import generate_context_templates
 
 pytestmark = pytest.mark.real
 STATS_TOKENS = 50_000
@@ -21,15 +21,15 @@ STATS_TOKENS = 50_000
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from wdsp_cli.models import load_model
+    from wdsp_cli.model.loading import load_model
 
     return load_model("smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="module")
 def moments(smollm2, data_dir):
-    from wdsp_cli.corpus import open_corpus
-    from wdsp_cli.covariance import compute_covariance
+    from wdsp_cli.data.corpus import open_corpus
+    from wdsp_cli.statistics.covariance import compute_covariance
 
     model, tok = smollm2
     layers = sorted(set(preset("memit-smollm2").layers) | set(preset("pmet-smollm2").layers))

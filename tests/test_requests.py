@@ -1,4 +1,4 @@
-"""Unit tests for wdsp_cli.requests: the real dataset files, every error case, properties."""
+"""Unit tests for wdsp_cli.data.requests: the real dataset files, every error case, properties."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wdsp_cli.data.requests import (
+    FORMATS,
+    EditRequest,
+    LocalityProbe,
+    detect_format,
+    load_requests,
+)
 from wdsp_cli.errors import InputError
-from wdsp_cli.requests import FORMATS, EditRequest, LocalityProbe, detect_format, load_requests
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"

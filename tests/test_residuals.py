@@ -6,15 +6,20 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from wdsp_cli import delta_free, residuals
-from wdsp_cli import prompts as grouping
-from wdsp_cli.architectures import template_for
-from wdsp_cli.delta_free import first_changed_block
+from wdsp_cli.data.requests import EditRequest
 from wdsp_cli.errors import InputError
 from wdsp_cli.methods import method_spec
-from wdsp_cli.reference import optimise_residuals_reference
-from wdsp_cli.requests import EditRequest
-from wdsp_cli.residuals import OptimisationSettings, build_edit_prompts, optimise_residuals
+from wdsp_cli.model.architectures import template_for
+from wdsp_cli.optimisation import frozen as delta_free
+from wdsp_cli.optimisation import prompts as grouping
+from wdsp_cli.optimisation import targets as residuals
+from wdsp_cli.optimisation.frozen import first_changed_block
+from wdsp_cli.optimisation.reference import optimise_residuals_reference
+from wdsp_cli.optimisation.targets import (
+    OptimisationSettings,
+    build_edit_prompts,
+    optimise_residuals,
+)
 
 REQUESTS = [
     EditRequest(prompt="The capital of {} is", subject="France", target_new="Berlin"),
@@ -226,7 +231,7 @@ def _saved_bytes_peak(fn):
 
 @pytest.mark.parametrize("method", ["memit", "pmet"])
 def test_requests_per_pass_bounds_the_graph_and_changes_no_result(tiny_model, tokenizer, method):
-    from wdsp_cli.wasserstein import WassersteinRegulariser
+    from wdsp_cli.regularisers.wasserstein import WassersteinRegulariser
 
     points = method_spec(method).points(template_for(tiny_model), 2)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
@@ -309,7 +314,7 @@ def test_frozen_blocks_run_once_and_change_no_result(tiny_model, tokenizer, meth
 
 
 def test_first_changed_block_reads_the_points_of_each_family():
-    from wdsp_cli.architectures import TEMPLATES
+    from wdsp_cli.model.architectures import TEMPLATES
 
     for template in TEMPLATES:
         assert first_changed_block(template, [template.block_name(7)]) == 8

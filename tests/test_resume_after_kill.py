@@ -39,8 +39,8 @@ def in_process(*args) -> None:
 
 
 def final_weights(ws: Path) -> dict:
-    from wdsp_cli.checkout import checkout
-    from wdsp_cli.workspace import Workspace
+    from wdsp_cli.workspace.checkout import checkout
+    from wdsp_cli.workspace.store import Workspace
 
     return checkout(Workspace.open(ws)).model.state_dict()
 

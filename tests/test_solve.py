@@ -2,7 +2,7 @@
 
 import torch
 
-from wdsp_cli.solve import update_factors
+from wdsp_cli.methods.solve import update_factors
 
 
 def _problem(d_out=12, d_in=20, b=5, n=64, seed=0):

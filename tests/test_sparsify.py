@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wdsp_cli.errors import InputError
-from wdsp_cli.sparsify import prune_mask, sparsify
+from wdsp_cli.regularisers.sparsify import prune_mask, sparsify
 
 
 @settings(max_examples=60, deadline=None)

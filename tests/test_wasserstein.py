@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wdsp_cli.errors import InputError
-from wdsp_cli.wasserstein import (
+from wdsp_cli.regularisers.wasserstein import (
     WassersteinRegulariser,
     dirac_penalty,
     sinkhorn_1d,
@@ -93,7 +93,7 @@ def test_dirac_is_half_the_squared_norm_and_scales_behave():
 
 
 def test_sinkhorn_gradient_is_that_of_the_plan_times_the_cost_and_keeps_no_plan_for_backward(monkeypatch):
-    from wdsp_cli import wasserstein
+    from wdsp_cli.regularisers import wasserstein
 
     g = torch.Generator().manual_seed(4)
     h = torch.randn(40, 32, generator=g)

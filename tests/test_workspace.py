@@ -8,10 +8,15 @@ import pytest
 import torch
 from workspace_helpers import tree_digest
 
-from wdsp_cli.deltas import LayerUpdate, WeightDiff
+from wdsp_cli.data.requests import (
+    EditRequest,
+    LocalityProbe,
+    request_from_dict,
+    request_to_dict,
+)
 from wdsp_cli.errors import EditError, WorkspaceError
-from wdsp_cli.requests import EditRequest, LocalityProbe, request_from_dict, request_to_dict
-from wdsp_cli.workspace import SCHEMA_VERSION, Workspace
+from wdsp_cli.model.weights import LayerUpdate, WeightDiff
+from wdsp_cli.workspace.store import SCHEMA_VERSION, Workspace
 
 MODEL = {"source": {"kind": "folder", "source": "/nowhere"}, "fingerprint": "sha256:" + "0" * 64,
          "dtype": "float32", "model_type": "llama", "num_layers": 4, "hidden_size": 64}

@@ -41,7 +41,7 @@ def bench(
     batch right after its edit; writes bench.json, bench.md (the paper's tables) and plots/.
 
     Each run is a workspace under OUT/runs/, so an interrupted benchmark resumes when rerun."""
-    from ..bench import BenchSpec, run_bench
+    from ..bench.protocol import BenchSpec, run_bench
 
     spec = BenchSpec(str(requests), batch_size, iterations, _list(methods), _list(variants), _list(seeds, int),
                      _list(retention_at, int), offset, model, corpus, tokens, steps)

@@ -100,7 +100,7 @@ def handles_errors(command):
 
 
 def open_workspace(path: Path | None):
-    from ..workspace import Workspace, find_root
+    from ..workspace.store import Workspace, find_root
 
     return Workspace.open(find_root(path))
 

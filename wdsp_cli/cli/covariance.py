@@ -8,7 +8,14 @@ from pathlib import Path
 
 import typer
 
-from .common import JsonOption, WorkspaceOption, emit_json, handles_errors, stderr, stdout
+from .common import (
+    JsonOption,
+    WorkspaceOption,
+    emit_json,
+    handles_errors,
+    stderr,
+    stdout,
+)
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
@@ -68,7 +75,13 @@ def covariance(
     Statistics belong to the base model and are reused by every edit. A layer whose statistics
     came from another corpus or token budget is refused unless --force. Under `accelerate launch`
     or `torchrun`, each process reads its share of the corpus and process 0 writes the sums."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from ..jobs.statistics import compute_statistics
     from .common import open_workspace

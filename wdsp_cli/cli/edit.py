@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from .common import JsonOption, WorkspaceOption, emit_json, fmt_bytes, handles_errors, stderr, stdout
+from .common import (
+    JsonOption,
+    WorkspaceOption,
+    emit_json,
+    fmt_bytes,
+    handles_errors,
+    stderr,
+    stdout,
+)
 
 
 def resolve_config(ws, method: str, preset_name: str | None, overrides: dict):
@@ -68,11 +76,17 @@ def edit(
 
     Rerunning the same command after a crash or a kill finishes the job. After a rollback, the
     iterations past HEAD are moved to the workspace's archive/ folder before the first new one."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
+    from ..data.requests import load_requests
     from ..jobs.edit import run_edit
-    from ..residuals import OptimisationSettings
-    from ..requests import load_requests
+    from ..optimisation.targets import OptimisationSettings
     from .common import open_workspace
     from .covariance import parse_layers
 

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from .common import JsonOption, WorkspaceOption, emit_json, fmt_bytes, handles_errors, stdout
+from .common import (
+    JsonOption,
+    WorkspaceOption,
+    emit_json,
+    fmt_bytes,
+    handles_errors,
+    stdout,
+)
 
 
 @handles_errors

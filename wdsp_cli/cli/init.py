@@ -39,10 +39,10 @@ def init(
     json: bool = JsonOption,
 ) -> None:
     """Create a workspace for MODEL: records where it comes from and its weights' fingerprint."""
-    from ..checkout import describe_model
     from ..config import default_config_for
-    from ..models import load_model
-    from ..workspace import Workspace, find_root
+    from ..model.loading import load_model
+    from ..workspace.checkout import describe_model
+    from ..workspace.store import Workspace, find_root
 
     root = find_root(workspace)
     if (root / "workspace.json").exists():

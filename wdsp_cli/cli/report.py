@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from .common import JsonOption, WorkspaceOption, emit_json, fmt_pct, handles_errors, stdout
+from .common import (
+    JsonOption,
+    WorkspaceOption,
+    emit_json,
+    fmt_pct,
+    handles_errors,
+    stdout,
+)
 
 
 @handles_errors
@@ -20,8 +27,8 @@ def report(
     """Metrics per iteration from the evaluations `wdsp evaluate` stored (nothing is recomputed)."""
     from rich.table import Table
 
+    from ..bench.plots import plot_curves
     from ..errors import InputError
-    from ..plots import plot_curves
     from .common import open_workspace
 
     if scope not in ("latest", "all"):

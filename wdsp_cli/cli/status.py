@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import JsonOption, WorkspaceOption, emit_json, fmt_bytes, fmt_pct, handles_errors, stdout
+from .common import (
+    JsonOption,
+    WorkspaceOption,
+    emit_json,
+    fmt_bytes,
+    fmt_pct,
+    handles_errors,
+    stdout,
+)
 
 
 @handles_errors

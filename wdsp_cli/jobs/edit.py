@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..config import EditConfig
+from ..data.requests import EditRequest, request_to_dict
 from ..errors import InputError
-from ..requests import EditRequest, request_to_dict
-from ..workspace import Workspace
+from ..workspace.store import Workspace
 
 Progress = Callable[[str, dict], None]
 
@@ -88,8 +88,13 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
     ``current``: a ``checkout.Checkout`` at HEAD to edit (kept loaded by the benchmark); it is
     moved forward with the workspace. Without it the model is loaded. ``requests_per_pass``: the
     optimisation's memory bound (``editing.edit_batch``); not part of the job, it changes no result."""
-    from ..checkout import checkout, context_templates, load_base, template_key
-    from ..editing import edit_batch
+    from ..editing.batch import edit_batch
+    from ..workspace.checkout import (
+        checkout,
+        context_templates,
+        load_base,
+        template_key,
+    )
     from .statistics import load_projections, load_second_moments
 
     progress = progress or (lambda event, data: None)
@@ -158,7 +163,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
 def accumulate_key_moments(previous: dict, keys: dict) -> dict:
     """previous[l] + K_l^T K_l for each layer (float64); the one order every path uses, so a
     resumed or rolled-back workspace sums the same numbers in the same order as a live run."""
-    from ..nullspace import key_moment
+    from ..methods.nullspace import key_moment
 
     return {l: (key_moment(k) if previous.get(l) is None else previous[l] + key_moment(k)) for l, k in keys.items()}
 

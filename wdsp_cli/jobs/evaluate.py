@@ -16,15 +16,19 @@ from __future__ import annotations
 import time
 
 from ..errors import WorkspaceError
-from ..workspace import Workspace, now
+from ..workspace.store import Workspace, now
 
 
 def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: bool = True,
                  current=None) -> dict:
     """Evaluate iteration ``iteration`` (default HEAD). ``current``: a ``checkout.Checkout``
     already at that iteration (the benchmark keeps one loaded), else the model is loaded."""
-    from ..checkout import checkout
-    from ..evaluation import evaluate_requests, neighbour_prompts, next_token_predictions
+    from ..evaluation.scoring import (
+        evaluate_requests,
+        neighbour_prompts,
+        next_token_predictions,
+    )
+    from ..workspace.checkout import checkout
 
     t = workspace.head if iteration is None else iteration
     if t == 0:

@@ -17,11 +17,11 @@ import uuid
 from pathlib import Path
 
 from ..errors import InputError
-from ..workspace import Workspace, now
+from ..workspace.store import Workspace, now
 
 
 def run_export(workspace: Workspace, out: str | os.PathLike, iteration: int | None = None) -> dict:
-    from ..checkout import checkout
+    from ..workspace.checkout import checkout
 
     out = Path(out).expanduser().absolute()
     if out.exists():

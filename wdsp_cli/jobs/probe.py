@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import InputError
-from ..workspace import Workspace
+from ..workspace.store import Workspace
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def next_tokens(model, tokenizer, prompt: str, top: int, max_new_tokens: int) ->
 
 def run_probe(workspace: Workspace, prompt: str, iterations: Sequence[int], top: int = 5,
               max_new_tokens: int = 20) -> dict:
-    from ..checkout import checkout
+    from ..workspace.checkout import checkout
 
     if not prompt.strip():
         raise InputError("the prompt is empty", hint='give the start of a sentence, e.g. "The capital of France is"')

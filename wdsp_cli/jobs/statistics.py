@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..errors import StatisticsError
-from ..workspace import Workspace
+from ..workspace.store import Workspace
 
 MODEL_SAMPLES = "model-samples"
 MODEL_SAMPLE_TEXTS = 2000  # generated lazily: a token budget only generates what it consumes
@@ -28,7 +28,7 @@ MODEL_SAMPLE_TEXTS = 2000  # generated lazily: a token budget only generates wha
 def open_statistics_corpus(spec: str, model, tokenizer, fingerprint: str, text_field: str = "text"):
     """The corpus named by ``spec``; for model-samples, ``model`` may be None to get its identity
     only (texts are generated lazily, when iterated)."""
-    from ..corpus import model_samples_corpus, open_corpus
+    from ..data.corpus import model_samples_corpus, open_corpus
 
     if spec == MODEL_SAMPLES:
         return model_samples_corpus(model, tokenizer, MODEL_SAMPLE_TEXTS, seed=0, model_fingerprint=fingerprint)
@@ -87,8 +87,8 @@ def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec:
     per layer (each file written atomically as soon as the pass ends). Returns a report.
     ``data_parallel``: one process of a torch.distributed group (``covariance.compute_covariance``);
     the model goes to ``device``; only the process with ``write`` stores the files."""
-    from ..checkout import load_base
-    from ..covariance import compute_covariance, save_layer_statistics
+    from ..statistics.covariance import compute_covariance, save_layer_statistics
+    from ..workspace.checkout import load_base
 
     if tokens < 1:
         raise StatisticsError(f"--tokens must be positive, got {tokens}", hint="e.g. --tokens 100000")
@@ -114,7 +114,7 @@ def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec:
 
 def load_second_moments(workspace: Workspace, layers: Sequence[int]) -> dict:
     """{layer: C_l [d_in, d_in]} for ``layers``; StatisticsError naming the missing ones."""
-    from ..covariance import load_layer_statistics
+    from ..statistics.covariance import load_layer_statistics
 
     missing = [l for l in layers if not workspace.statistics_path(l).is_file()]
     if missing:
@@ -138,8 +138,8 @@ def load_projections(workspace: Workspace, layers: Sequence[int], threshold: flo
     is recomputed when either differs (new statistics, another threshold)."""
     from safetensors.torch import load_file, save
 
-    from ..atomic import atomic_write_bytes
-    from ..nullspace import null_space_projection
+    from ..methods.nullspace import null_space_projection
+    from ..workspace.atomic import atomic_write_bytes
 
     out = {}
     for layer in layers:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ..workspace import Workspace
+from ..workspace.store import Workspace
 from .statistics import stored_metadata
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..architectures import ArchitectureTemplate
+from ..model.architectures import ArchitectureTemplate
 
 
 @dataclass(frozen=True)

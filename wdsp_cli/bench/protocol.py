@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_write_text
-from .errors import InputError
-from .workspace import Workspace
+from ..errors import InputError
+from ..workspace.atomic import atomic_write_text
+from ..workspace.store import Workspace
 
 # What makes two runs comparable; methods, variants, seeds and retention points may grow.
 PROTOCOL_FIELDS = ("requests", "batch_size", "iterations", "offset", "model", "corpus", "tokens", "steps")
@@ -56,7 +56,7 @@ class BenchSpec:
     """Override the optimisation steps (quick runs, CI); None keeps the method's."""
 
     def __post_init__(self) -> None:
-        from .config import METHODS
+        from ..config import METHODS
 
         problems = [f"unknown method {m!r}" for m in self.methods if m not in METHODS]
         problems += [f"unknown variant {v!r}" for v in self.variants if v not in VARIANTS]
@@ -91,7 +91,7 @@ def _link_statistics(base: Workspace, run: Workspace, layers) -> None:
 
 
 def _config(spec: BenchSpec, workspace: Workspace, method: str, variant: str, seed: int):
-    from .config import default_config_for
+    from ..config import default_config_for
 
     m = workspace.model
     config = default_config_for(m["model_type"], m["num_layers"], method, m.get("hidden_size"))
@@ -100,9 +100,9 @@ def _config(spec: BenchSpec, workspace: Workspace, method: str, variant: str, se
 
 
 def _open_base(out: Path, spec: BenchSpec, progress: Progress) -> Workspace:
-    from .checkout import describe_model
-    from .jobs.statistics import compute_statistics
-    from .models import load_model
+    from ..jobs.statistics import compute_statistics
+    from ..model.loading import load_model
+    from ..workspace.checkout import describe_model
 
     root = out / "base"
     if (root / "workspace.json").exists():
@@ -121,9 +121,9 @@ def _open_base(out: Path, spec: BenchSpec, progress: Progress) -> Workspace:
 def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, variant: str, seed: int,
             batches, progress: Progress) -> list[dict]:
     """Edit and evaluate one run to T iterations (resuming); returns one row per iteration."""
-    from .checkout import checkout, load_base
-    from .jobs.edit import job_id, run_edit
-    from .jobs.evaluate import run_evaluate
+    from ..jobs.edit import job_id, run_edit
+    from ..jobs.evaluate import run_evaluate
+    from ..workspace.checkout import checkout, load_base
 
     ws = Workspace.open(run_root) if (run_root / "workspace.json").exists() else Workspace.create(run_root, base.model)
     config = _config(spec, ws, method, variant, seed)
@@ -158,7 +158,7 @@ def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, varia
 
 
 def run_bench(out: str | os.PathLike, spec: BenchSpec, progress: Progress | None = None) -> dict:
-    from .requests import load_requests
+    from ..data.requests import load_requests
 
     progress = progress or (lambda event, data: None)
     out = Path(out).absolute()

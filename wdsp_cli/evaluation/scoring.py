@@ -21,10 +21,10 @@ from collections.abc import Sequence
 
 import torch
 
+from ..data.requests import EditRequest
+from ..optimisation.prompts import pad_rows
+from ..optimisation.targets import target_token_ids
 from .metrics import counterfact_metrics, harmonic_mean
-from .prompts import pad_rows
-from .requests import EditRequest
-from .residuals import target_token_ids
 
 
 @torch.no_grad()

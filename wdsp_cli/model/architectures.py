@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ModelError
+from ..errors import ModelError
 
 
 @dataclass(frozen=True)

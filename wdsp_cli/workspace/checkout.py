@@ -17,16 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .architectures import num_layers
-from .config import EditConfig
-from .deltas import WeightState
-from .errors import ModelError
-from .workspace import Workspace
+from ..config import EditConfig
+from ..errors import ModelError
+from ..model.architectures import num_layers
+from ..model.weights import WeightState
+from .store import Workspace
 
 
 def describe_model(source: str, model, placement: dict | None = None) -> dict:
     """Source, fingerprint, dtype, shape and ``placement`` ({"device", "device_map"}) of a model."""
-    from .models import describe_source, fingerprint
+    from ..model.loading import describe_source, fingerprint
 
     config = model.config
     return {"source": describe_source(source), "fingerprint": fingerprint(model),
@@ -39,7 +39,12 @@ def describe_model(source: str, model, placement: dict | None = None) -> dict:
 def load_base(workspace: Workspace, device: str | None = None) -> tuple[Any, Any]:
     """The workspace's base model, placed as recorded at ``wdsp init`` (``placement``: a device or
     an accelerate device map) unless ``device`` overrides it; refused if its fingerprint differs."""
-    from .models import fingerprint, load_model, short_fingerprint, source_from_description
+    from ..model.loading import (
+        fingerprint,
+        load_model,
+        short_fingerprint,
+        source_from_description,
+    )
 
     info = workspace.model
     placement = info.get("placement") or {}
@@ -96,7 +101,7 @@ def context_templates(workspace: Workspace, model, tokenizer, config: EditConfig
     config's seed, then stored by the caller (``Workspace.save_templates(template_key(config), ..)``)
     so every later edit, resume or re-edit uses the same ones. ``model`` must be the base model
     (iteration 0) when they are not stored yet."""
-    from .prompts import generate_context_templates
+    from ..optimisation.prompts import generate_context_templates
 
     stored = workspace.templates(template_key(config))
     if stored is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import EditError
+from ..errors import EditError
 
 
 def update_factors(residuals: torch.Tensor, keys: torch.Tensor, second_moment: torch.Tensor,

@@ -43,12 +43,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .. import __version__
+from ..config import EditConfig
+from ..data.requests import EditRequest, request_from_dict, request_to_dict
+from ..errors import EditError, WorkspaceBusy, WorkspaceError
+from ..model.weights import WeightDiff
 from .atomic import atomic_write_bytes, atomic_write_text
-from .config import EditConfig
-from .deltas import WeightDiff
-from .errors import EditError, WorkspaceBusy, WorkspaceError
-from .requests import EditRequest, request_from_dict, request_to_dict
 
 SCHEMA_VERSION = 1
 WORKSPACE_FILE = "workspace.json"

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import EditError, WdspError
+from ..workspace.atomic import atomic_write_bytes
 from .architectures import module_by_name, weight_out_in
-from .atomic import atomic_write_bytes
-from .errors import EditError, WdspError
 
 FORMAT = "wdsp-factors-v1"
 

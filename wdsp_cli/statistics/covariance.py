@@ -65,9 +65,9 @@ from typing import Any
 
 import torch
 
-from .architectures import module_by_name, num_layers, template_for
-from .errors import InputError, StatisticsError
-from .hooks import hooks, run
+from ..errors import InputError, StatisticsError
+from ..model.architectures import module_by_name, num_layers, template_for
+from ..model.hooks import hooks, run
 
 __all__ = [
     "FORMAT_NAME",
@@ -576,7 +576,7 @@ def _run_metadata(model, identity, *, seq_len, max_tokens, max_samples, accumula
                   info) -> dict[str, str]:
     import transformers
 
-    from . import __version__
+    from .. import __version__
 
     config = getattr(model, "config", None)
     meta: dict[str, Any] = {

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .hooks import hooks, run
-from .prompts import fill, length_groups, pad_rows, subject_last_token
-from .requests import EditRequest
+from ..data.requests import EditRequest
+from ..model.hooks import hooks, run
+from ..optimisation.prompts import fill, length_groups, pad_rows, subject_last_token
 
 
 def key_weights(n_templates: int) -> torch.Tensor:

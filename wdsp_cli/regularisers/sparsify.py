@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 
 @dataclass(frozen=True)

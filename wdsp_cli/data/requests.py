@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["FORMATS", "EditRequest", "LocalityProbe", "detect_format", "load_requests", "request_from_dict",
            "request_to_dict"]

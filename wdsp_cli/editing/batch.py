@@ -28,19 +28,25 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .architectures import template_for
-from .config import EditConfig
-from .deltas import LayerUpdate, WeightDiff, WeightState
-from .errors import EditError, StatisticsError
+from ..config import EditConfig
+from ..data.requests import EditRequest
+from ..errors import EditError, StatisticsError
+from ..methods import method_spec
+from ..methods.nullspace import null_space_projection
+from ..methods.solve import projected_update_factors, update_factors
+from ..model.architectures import template_for
+from ..model.weights import LayerUpdate, WeightDiff, WeightState
+from ..optimisation.reference import optimise_each_request
+from ..optimisation.targets import (
+    OptimisationSettings,
+    Regulariser,
+    ResidualResult,
+    build_edit_prompts,
+    optimise_residuals,
+)
+from ..regularisers.sparsify import sparsify
+from ..regularisers.wasserstein import WassersteinRegulariser
 from .keys import compute_keys
-from .methods import method_spec
-from .reference import optimise_each_request
-from .requests import EditRequest
-from .residuals import OptimisationSettings, Regulariser, ResidualResult, build_edit_prompts, optimise_residuals
-from .nullspace import null_space_projection
-from .solve import projected_update_factors, update_factors
-from .sparsify import sparsify
-from .wasserstein import WassersteinRegulariser
 
 log = logging.getLogger(__name__)
 

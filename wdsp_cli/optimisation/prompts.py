@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 CONTEXT_PREFIXES = ("The", "Therefore", "Because", "I", "You")
 

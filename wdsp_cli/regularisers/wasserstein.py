@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import InputError
-from .residuals import Regulariser
+from ..errors import InputError
+from ..optimisation.targets import Regulariser
 
 WD_MODES = ("sinkhorn", "exact", "dirac")
 WD_SCALES = ("nll", "pow10")

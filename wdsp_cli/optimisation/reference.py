@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 import torch
 
-from .architectures import module_by_name
+from ..data.requests import EditRequest
+from ..model.architectures import module_by_name
 from .prompts import fill, subject_last_token
-from .requests import EditRequest
-from .residuals import OptimisationSettings, ResidualResult
+from .targets import OptimisationSettings, ResidualResult
 
 
 def optimise_residuals_reference(model, tokenizer, request: EditRequest, context_templates: Sequence[str],

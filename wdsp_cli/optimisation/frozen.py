@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from .architectures import ArchitectureTemplate, module_by_name, template_for
-from .hooks import hooks, run
+from ..model.architectures import ArchitectureTemplate, module_by_name, template_for
+from ..model.hooks import hooks, run
 from .prompts import length_groups
 
 # rows per decoder call of the pass: its transient key/values and activations stay bounded as B grows

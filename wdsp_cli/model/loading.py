@@ -49,8 +49,8 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError, ModelError
 from .architectures import supported_model_types, template_for
-from .errors import InputError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,10 @@ def _quiet_transformers_progress() -> Iterator[None]:
     uses plain ``tqdm`` and cannot be silenced this way; it shows once, at conversion.)
     """
     try:
-        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+        from huggingface_hub.utils import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+        )
         from transformers.utils import logging as hf_logging
     except ImportError:  # pragma: no cover - both are hard dependencies
         yield

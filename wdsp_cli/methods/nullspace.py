@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import EditError
+from ..errors import EditError
 
 
 def null_space_projection(second_moment: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int]:

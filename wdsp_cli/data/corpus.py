@@ -39,14 +39,13 @@ distribution rather than natural text, so prefer a real corpus when one exists.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, StatisticsError
+from ..errors import InputError, StatisticsError
 
 __all__ = [
     "CORPUS_SUFFIXES",

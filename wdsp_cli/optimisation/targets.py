@@ -54,11 +54,11 @@ from dataclasses import dataclass
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .delta_free import DeltaFree, precompute
-from .errors import EditError, InputError
-from .hooks import hooks
+from ..data.requests import EditRequest
+from ..errors import EditError, InputError
+from ..model.hooks import hooks
+from .frozen import DeltaFree, precompute
 from .prompts import TokenRows, fill, length_groups, pad_rows, subject_last_token
-from .requests import EditRequest
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8

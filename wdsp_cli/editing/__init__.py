@@ -1,0 +1,1 @@
+"""One batch edit: optimise targets, then per layer keys and the method's update, then apply."""

@@ -1,0 +1,1 @@
+"""Scoring an edited model: efficacy, generalisation, locality and their Score."""

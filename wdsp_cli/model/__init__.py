@@ -1,0 +1,1 @@
+"""The model side: loading and fingerprinting, architecture templates, hooks, weight diffs."""

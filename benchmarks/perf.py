@@ -6,7 +6,7 @@
 Prints one JSON document:
   edit_batch_s, edit_batch_reference_s, edit_speedup   one MEMIT iteration of the first --batch
       requests of counterfact_easyedit.part1.jsonl: the batched engine vs the per-request reference
-      loop (``edit_batch(per_request=True)``), same hyper-parameters (memit-smollm2), from the same
+      loop (``optimise_each_request`` + ``write_targets``), same hyper-parameters (memit-smollm2), from the same
       weights; each with its breakdown (optimise, keys, solve, apply, write) and its ES/PS/NS/Score;
       metrics_max_difference: the largest difference of the two runs' metrics, in points;
   edit_peak_rss_bytes          the process's peak RSS during the batched edit (model, statistics and
@@ -46,12 +46,18 @@ from covariance_throughput import PairedTimer  # noqa: E402
 from wdsp_cli.config import preset  # noqa: E402
 from wdsp_cli.data.corpus import open_corpus  # noqa: E402
 from wdsp_cli.data.requests import load_requests  # noqa: E402
-from wdsp_cli.editing.batch import edit_batch, edited_modules  # noqa: E402
+from wdsp_cli.editing.batch import edit_batch, edited_modules, write_targets  # noqa: E402
 from wdsp_cli.evaluation.scoring import evaluate_counterfact  # noqa: E402
+from wdsp_cli.methods import method  # noqa: E402
+from wdsp_cli.model.architectures import template_for  # noqa: E402
 from wdsp_cli.model.loading import load_model  # noqa: E402
 from wdsp_cli.model.weights import WeightState  # noqa: E402
 from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
-from wdsp_cli.optimisation.targets import DEFAULT_REQUESTS_PER_PASS  # noqa: E402
+from wdsp_cli.optimisation.reference import optimise_each_request  # noqa: E402
+from wdsp_cli.optimisation.targets import (  # noqa: E402
+    DEFAULT_REQUESTS_PER_PASS,
+    OptimisationSettings,
+)
 from wdsp_cli.statistics.covariance import (  # noqa: E402
     compute_covariance,
     length_sorted_batches,
@@ -84,8 +90,16 @@ def timed_edit(model, tok, requests, config, moments, templates, per_request: bo
     snapshot = state.snapshot(edited_modules(model, config))
     reset = reset_peak_rss()
     clock = time.perf_counter()
-    edit = edit_batch(model, tok, requests, config, moments, templates, state, per_request=per_request,
-                      requests_per_pass=requests_per_pass)
+    if per_request:  # the straightforward loop, then the same write of the targets
+        points = method(config.method).points(template_for(model), config.z_layer)
+        oracle = optimise_each_request(model, tok, requests, templates, points,
+                                       OptimisationSettings.from_config(config), config.kl_prompt)
+        optimised = time.perf_counter()
+        edit = write_targets(model, tok, requests, config, oracle, moments, templates, state)
+        edit.report["timings_s"] = {"optimise": optimised - clock, **edit.report["timings_s"]}
+    else:
+        edit = edit_batch(model, tok, requests, config, moments, templates, state,
+                          requests_per_pass=requests_per_pass)
     write = time.perf_counter()
     edit.diff.save(folder / f"diff-{'reference' if per_request else 'batched'}.safetensors")
     done = time.perf_counter()

@@ -96,14 +96,17 @@ def test_rollback_and_re_edit_restore_the_accumulated_keys_exactly(tmp_path):
     wdsp("edit", facts, "-w", runs["fresh"], "--batch-size", 2, "--limit", 2, *common)
     wdsp("edit", other, "-w", runs["fresh"], "--batch-size", 4, "--offset", 2, *common)
 
-    from wdsp_cli.jobs.edit import previous_key_moments
+    from wdsp_cli.jobs.edit import WorkspaceHistory
+    from wdsp_cli.methods import method
     from wdsp_cli.workspace.checkout import checkout
     from wdsp_cli.workspace.store import Workspace
 
     a, b = Workspace.open(runs["rolled"]), Workspace.open(runs["fresh"])
     for t in (1, 2):
         assert all(torch.equal(a.keys(t)[l], b.keys(t)[l]) for l in (1, 2))
-    pa, pb = previous_key_moments(a, 2, (1, 2)), previous_key_moments(b, 2, (1, 2))
+    config = a.config()
+    moments = {l: torch.eye(128) for l in (1, 2)}
+    pa, pb = (method("alphaedit").start(config, moments, WorkspaceHistory(w, 2)).previous for w in (a, b))
     assert all(torch.equal(pa[l], pb[l]) for l in (1, 2))
     wa, wb = checkout(a).model.state_dict(), checkout(b).model.state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

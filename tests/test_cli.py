@@ -254,7 +254,7 @@ def test_bad_facts_leave_the_workspace_unchanged(ready, tmp_path, kind):
 @pytest.mark.parametrize("args, code, message", [
     (["edit", "{facts}", "--method", "rome"], 2, "unknown method"),
     (["edit", "{facts}", "--layers", "1,9"], 2, "layer 9 does not exist"),
-    (["edit", "{facts}", "--wd", "--wd-mode", "l2"], 2, "wd_mode"),
+    (["edit", "{facts}", "--wd", "--wd-mode", "l2"], 2, "--wd-mode 'l2' is not one of"),
     (["edit", "{facts}", "--batch-size", "0"], 2, "batch size"),
     (["edit", "{facts}", "--layers", "0,1"], 4, "no covariance statistics for layer(s) [0]"),
     (["rollback", "7"], 6, "iteration 7 is not in the workspace"),

@@ -5,13 +5,15 @@ import torch
 
 from wdsp_cli.config import EditConfig
 from wdsp_cli.data.requests import EditRequest
-from wdsp_cli.editing.batch import edit_batch, edited_modules
+from wdsp_cli.editing.batch import edit_batch, edited_modules, write_targets
 from wdsp_cli.errors import StatisticsError
 from wdsp_cli.evaluation.scoring import score_targets
-from wdsp_cli.methods import method_spec
+from wdsp_cli.methods import method as registered
 from wdsp_cli.model.architectures import template_for
 from wdsp_cli.model.hooks import hooks
 from wdsp_cli.model.weights import WeightDiff, WeightState
+from wdsp_cli.optimisation.reference import optimise_each_request
+from wdsp_cli.optimisation.targets import OptimisationSettings
 
 REQUESTS = [
     EditRequest(prompt="The capital of {} is", subject="France", target_new="Berlin"),
@@ -31,7 +33,7 @@ def test_single_layer_edit_with_tiny_lambda_writes_the_optimised_value_exactly(t
     config = EditConfig(method=method, layers=(2,), v_num_grad_steps=6, clamp_norm_factor=4.0,
                         mom2_update_weight=1e-6, v_weight_decay=0.0)
     edit = edit_batch(tiny_model, tokenizer, REQUESTS, config, _identity_moments(tiny_model, [2]), ["{}"])
-    point = method_spec(method).target(template_for(tiny_model), 2)
+    point = registered(method).target(template_for(tiny_model), 2)
     targets = edit.residuals.target(point)
     for i, r in enumerate(REQUESTS):
         batch = tokenizer([r.rewrite_prompt], return_tensors="pt")
@@ -89,13 +91,13 @@ def test_failure_midway_puts_every_weight_back(tokenizer):
 def test_sp_sparsifies_the_written_delta_reproducibly(tokenizer, method):
     from tiny_models import tiny_llama
 
-    config = EditConfig(method=method, layers=(1, 2), v_num_grad_steps=4, mom2_update_weight=1.0, sp=True)
+    config = EditConfig(method=method, layers=(1, 2), v_num_grad_steps=4, mom2_update_weight=1.0).replace(sp=True)
     runs = []
     for _ in range(2):
         model = tiny_llama()
         edit = edit_batch(model, tokenizer, REQUESTS, config, _identity_moments(model, config.layers), ["{}"],
                           iteration=3)
-        point = method_spec(method).target(template_for(model), 2)
+        point = registered(method).target(template_for(model), 2)
         delta = edit.residuals.delta[point]
         density = (delta != 0).float().mean(1)
         torch.testing.assert_close(density, torch.tensor(edit.report["sp"]["density"]))
@@ -129,7 +131,10 @@ def test_per_request_reference_edit_matches_the_batched_edit(tiny_model, tokeniz
     snapshot = state.snapshot(edited_modules(tiny_model, config))
     batched = edit_batch(tiny_model, tokenizer, REQUESTS, config, moments, templates, state)
     state.restore(snapshot)
-    alone = edit_batch(tiny_model, tokenizer, REQUESTS, config, moments, templates, state, per_request=True)
+    points = registered(method).points(template_for(tiny_model), config.z_layer)
+    oracle = optimise_each_request(tiny_model, tokenizer, REQUESTS, templates, points,
+                                   OptimisationSettings.from_config(config), config.kl_prompt)
+    alone = write_targets(tiny_model, tokenizer, REQUESTS, config, oracle, moments, templates, state)
     assert torch.equal(batched.residuals.updates, alone.residuals.updates)
     for a, b in zip(batched.diff.updates, alone.diff.updates):
         # batching changes float rounding, which Adam amplifies a little (tests/test_residuals.py)

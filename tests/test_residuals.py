@@ -8,7 +8,7 @@ import torch
 
 from wdsp_cli.data.requests import EditRequest
 from wdsp_cli.errors import InputError
-from wdsp_cli.methods import method_spec
+from wdsp_cli.methods import method as registered
 from wdsp_cli.model.architectures import template_for
 from wdsp_cli.optimisation import frozen as delta_free
 from wdsp_cli.optimisation import prompts as grouping
@@ -70,7 +70,7 @@ def _settings(**kw):
 
 @pytest.mark.parametrize("method", ["memit", "pmet"])
 def test_batched_optimisation_equals_the_per_request_loop(tiny_model, tokenizer, method):
-    points = method_spec(method).points(template_for(tiny_model), 2)
+    points = registered(method).points(template_for(tiny_model), 2)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     assert (prompts.lookup == 0).any() and (prompts.lookup > 0).any()
     settings = _settings()
@@ -89,7 +89,7 @@ def test_per_request_early_stopping_and_clamp_match_the_loop(tokenizer):
     from tiny_models import tiny_llama
 
     model = tiny_llama()
-    points = method_spec("memit").points(template_for(model), 2)
+    points = registered("memit").points(template_for(model), 2)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     # Pick a stopping threshold between the requests' step-0 losses so some stop at once.
     probe = optimise_residuals(model, prompts, points, _settings(v_num_grad_steps=1))
@@ -111,7 +111,7 @@ def test_optimisation_lowers_the_target_nll_and_leaves_weights_alone(tokenizer):
 
     model = tiny_gpt2()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    points = method_spec("memit").points(template_for(model), 1)
+    points = registered("memit").points(template_for(model), 1)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     # the tiny random model's ||h|| is small, so weight decay would dominate: switch it off here
     first = optimise_residuals(model, prompts, points, _settings(v_num_grad_steps=1))
@@ -138,7 +138,7 @@ def test_prompts_score_each_target_token_once_with_weights_summing_to_one(tokeni
 def test_prefix_cache_equals_whole_rows_with_early_stopping(tiny_model, tokenizer, method, call_cost, monkeypatch):
     # call_cost 0: one decoder call per distinct row length; the default: fewer, padded groups
     monkeypatch.setattr(grouping, "GROUP_CALL_COST", call_cost)
-    points = method_spec(method).points(template_for(tiny_model), 2)
+    points = registered(method).points(template_for(tiny_model), 2)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     probe = optimise_residuals(tiny_model, prompts, points, _settings(v_num_grad_steps=1, prefix_cache=False))
     losses = probe.loss.sort().values
@@ -169,7 +169,7 @@ def test_bfloat16_autocast_runs_in_float32_deltas_and_lowers_the_nll(tokenizer):
     from tiny_models import tiny_llama
 
     model = tiny_llama()
-    points = method_spec("pmet").points(template_for(model), 2)
+    points = registered("pmet").points(template_for(model), 2)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     kw = dict(clamp_norm_factor=10.0, v_weight_decay=0.0, autocast_dtype="bfloat16")
     first = optimise_residuals(model, prompts, points, _settings(v_num_grad_steps=1, **kw))
@@ -181,7 +181,7 @@ def test_bfloat16_autocast_runs_in_float32_deltas_and_lowers_the_nll(tokenizer):
 def test_autocast_dtype_from_config_accepts_names_and_none():
     config = SimpleNamespace(v_lr=0.5, v_num_grad_steps=5, clamp_norm_factor=0.75, kl_factor=0.0625,
                              v_weight_decay=0.5, early_stop_loss=0.05)
-    assert OptimisationSettings.from_config(config).autocast_dtype is None
+    assert OptimisationSettings.from_config(SimpleNamespace(**vars(config), autocast_dtype=None)).autocast_dtype is None
     for value, dtype in [("bfloat16", torch.bfloat16), ("torch.bfloat16", torch.bfloat16), ("bf16", torch.bfloat16),
                          (torch.float16, torch.float16), (None, None), ("none", None)]:
         settings = OptimisationSettings.from_config(SimpleNamespace(**vars(config), autocast_dtype=value))
@@ -233,7 +233,7 @@ def _saved_bytes_peak(fn):
 def test_requests_per_pass_bounds_the_graph_and_changes_no_result(tiny_model, tokenizer, method):
     from wdsp_cli.regularisers.wasserstein import WassersteinRegulariser
 
-    points = method_spec(method).points(template_for(tiny_model), 2)
+    points = registered(method).points(template_for(tiny_model), 2)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     probe = optimise_residuals(tiny_model, prompts, points, _settings(v_num_grad_steps=1))
     losses = probe.loss.sort().values
@@ -256,7 +256,7 @@ def test_requests_per_pass_bounds_the_graph_and_changes_no_result(tiny_model, to
 
 
 def test_requests_per_pass_keeps_the_graph_from_growing_with_the_batch(tiny_model, tokenizer):
-    points = method_spec("memit").points(template_for(tiny_model), 2)
+    points = registered("memit").points(template_for(tiny_model), 2)
     peaks = {}
     for copies, per_pass in [(1, 0), (4, 0), (4, len(REQUESTS))]:
         prompts = build_edit_prompts(tokenizer, REQUESTS * copies, TEMPLATES)
@@ -269,7 +269,7 @@ def test_requests_per_pass_keeps_the_graph_from_growing_with_the_batch(tiny_mode
 
 def test_requests_per_pass_comes_from_the_caller_not_the_config():
     config = SimpleNamespace(v_lr=0.5, v_num_grad_steps=5, clamp_norm_factor=0.75, kl_factor=0.0625,
-                             v_weight_decay=0.5, early_stop_loss=0.05)
+                             v_weight_decay=0.5, early_stop_loss=0.05, autocast_dtype=None)
     assert OptimisationSettings.from_config(config).requests_per_pass == residuals.DEFAULT_REQUESTS_PER_PASS
     assert OptimisationSettings.from_config(config, 3).requests_per_pass == 3
     assert OptimisationSettings.from_config(config, 0).requests_per_pass == 0
@@ -277,7 +277,7 @@ def test_requests_per_pass_comes_from_the_caller_not_the_config():
 
 @pytest.mark.parametrize("method, first", [("memit", 3), ("pmet", 2)])
 def test_frozen_blocks_run_once_and_change_no_result(tiny_model, tokenizer, method, first):
-    points = method_spec(method).points(template_for(tiny_model), 2)
+    points = registered(method).points(template_for(tiny_model), 2)
     assert first_changed_block(template_for(tiny_model), points) == first
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     probe = optimise_residuals(tiny_model, prompts, points, _settings(v_num_grad_steps=1, frozen_blocks=False))
@@ -336,7 +336,7 @@ def test_chunks_are_the_fewest_and_near_equal():
 @pytest.mark.parametrize("method, layer", [("memit", 3), ("pmet", 0), ("memit", 0)])
 def test_frozen_blocks_at_the_ends_of_the_model(tiny_model, tokenizer, method, layer):
     # memit at the last block: every block is stood in for; pmet at block 0: none is
-    points = method_spec(method).points(template_for(tiny_model), layer)
+    points = registered(method).points(template_for(tiny_model), layer)
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     settings = _settings(v_num_grad_steps=4, requests_per_pass=2)
     frozen = optimise_residuals(tiny_model, prompts, points, settings)
@@ -345,7 +345,7 @@ def test_frozen_blocks_at_the_ends_of_the_model(tiny_model, tokenizer, method, l
 
 
 def test_the_prefix_is_packed_without_padding_and_only_above_the_frozen_blocks(tiny_model, tokenizer):
-    points = method_spec("memit").points(template_for(tiny_model), 1)  # F = 2 of 4 blocks
+    points = registered("memit").points(template_for(tiny_model), 1)  # F = 2 of 4 blocks
     prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
     feed = residuals._make_feed(tiny_model, prompts, frozen_points=points)
     prefix, lookup = feed.free.prefix, prompts.lookup

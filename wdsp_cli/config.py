@@ -1,37 +1,53 @@
-"""Hyper-parameters of one editing method, as frozen, validated dataclasses.
+"""Hyper-parameters of one edit, as frozen, validated dataclasses.
 
 Public API:
-    EditConfig            MEMIT/PMET hyper-parameters (field docs name the original hparam)
+    EditConfig            MEMIT/PMET/AlphaEdit hyper-parameters (field docs name the original hparam),
+                          with the regularisers' settings nested: ``config.wd`` (WDConfig), ``config.sp`` (SPConfig)
     PRESETS               published presets and our SmolLM2 defaults, by name
     preset(name)          a preset by name (InputError lists the names)
     default_config_for(model_type, num_layers, method)  the preset to start from for a model
+    flag(name)            the ``wdsp edit`` option that sets a flat field (for messages)
 
-Saved as sorted JSON stamped with the package version (``to_json`` / ``from_json``).
+Saved as sorted, flat JSON stamped with the package version (``to_json`` / ``from_json``): the WD
+and SP settings appear as ``wd``, ``wd_mode``, ..., ``sp``, ``sp_prune``, ... as they always have,
+so records, presets and job ids of existing workspaces stay valid. ``replace`` takes those flat
+names too (``config.replace(wd=True, wd_mode="sinkhorn")``). Importing this module imports no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import __version__
 from .errors import InputError
+from .methods import METHODS
+from .regularisers.configs import SPConfig, WDConfig
 
-METHODS = ("memit", "pmet", "alphaedit")
-WD_MODES = ("sinkhorn", "exact", "dirac")
-WD_SCALES = ("nll", "pow10")
-WD_POINTS = ("mlp", "all")
-SP_TARGETS = ("delta", "layer-residuals")
 AUTOCAST_DTYPES = (None, "bfloat16", "float16")
-# WD's weight when none is given, per scale: chosen on one SmolLM2 batch (docs/ablation/README.md).
-DEFAULT_WD_WEIGHT = {"nll": 0.01, "pow10": 1.0}
+# The command-line option of each field that has one; the others are set with --set NAME=VALUE.
+FLAGS = {"method": "--method", "layers": "--layers", "v_num_grad_steps": "--steps", "seed": "--seed",
+         "autocast_dtype": "--autocast", "nullspace_threshold": "--nullspace-threshold",
+         "alphaedit_l2": "--alphaedit-l2"}
+
+
+def flag(name: str) -> str:
+    """How a user sets the flat field ``name``: its option (``--steps``) or ``--set name=``."""
+    return FLAGS.get(name) or {**{f"wd_{k}": v for k, v in WDConfig.FLAGS.items()},
+                               **{f"sp_{k}": v for k, v in SPConfig.FLAGS.items()}}.get(name, f"--set {name}=")
+
+
+def _shown(name: str, value) -> str:
+    """``--steps 0`` or ``--set v_lr=0``: the option as the user typed it."""
+    option = flag(name)
+    return f"{option}{value}" if option.endswith("=") else f"{option} {value}"
 
 
 @dataclass(frozen=True)
 class EditConfig:
     method: str = "memit"
-    """Editing algorithm: "memit", "pmet" or "alphaedit"."""
+    """Editing algorithm, a name in ``methods.METHODS``: "memit", "pmet" or "alphaedit"."""
     layers: tuple[int, ...] = (3, 4, 5, 6, 7)
     """Edited layers L (MEMIT ``layers``); the last one is the z-layer l_n."""
     v_lr: float = 0.5
@@ -45,7 +61,7 @@ class EditConfig:
     v_weight_decay: float = 0.5
     """Weight of ||delta|| / ||h||^2 (``v_weight_decay``)."""
     mom2_update_weight: float = 15000.0
-    """lambda in (lambda C + K K^T)^-1 (``mom2_update_weight``)."""
+    """lambda in (lambda C + K K^T)^-1 (``mom2_update_weight``); MEMIT and PMET."""
     early_stop_loss: float = 5e-2
     """A request stops optimising once its loss is below this (MEMIT's 5e-2)."""
     context_template_count: int = 5
@@ -58,29 +74,10 @@ class EditConfig:
     """Seeds context-template sampling and SP's dropout (mixed with the iteration number)."""
     autocast_dtype: str | None = None
     """Run the target optimisation's forward passes under torch.autocast (e.g. "bfloat16")."""
-    wd: bool = False
-    """Add the Wasserstein distance constraint (the paper's WD) to the target optimisation."""
-    wd_mode: str = "exact"
-    """"sinkhorn" (the paper), "exact" (sorted 1-D W2^2) or "dirac" (released code: 0.5||delta||^2)."""
-    wd_scale: str = "nll"
-    """Dynamic lambda: "nll" (normalised to L_NLL, the paper) or "pow10" (released code)."""
-    wd_weight: float | None = None
-    """Multiplies the dynamic lambda; None: 0.01 with scale "nll", 1.0 with "pow10" (measured,
-    docs/ablation/README.md: weight 1 with "nll" halves efficacy on one SmolLM2 batch)."""
-    wd_reg: float = 0.05
-    """Sinkhorn entropic regularisation, relative to the mean cost."""
-    wd_points: str = "mlp"
-    """PMET: WD on delta_mlp only ("mlp") or also on delta_attn ("all"); MEMIT has one point."""
-    wd_counts_for_stopping: bool = False
-    """Whether the WD term is part of the early-stopping test (released code: no)."""
-    sp: bool = False
-    """Sparsify each request's residual after optimisation (the paper's SP)."""
-    sp_prune: float = 0.7
-    """Fraction of largest-magnitude entries kept (the paper's pr)."""
-    sp_dropout: float = 0.3
-    """Dropout rate on the kept entries, rescaled by 1/(1 - dr) (the paper's dr; code: 0.1)."""
-    sp_target: str = "delta"
-    """"delta" (the paper) or the variant "layer-residuals" (sparsify every layer's residual R)."""
+    wd: WDConfig = field(default_factory=WDConfig)
+    """The Wasserstein distance constraint (the paper's WD); flat: ``wd``, ``wd_mode``, ..."""
+    sp: SPConfig = field(default_factory=SPConfig)
+    """Sparsification of the residuals (the paper's SP); flat: ``sp``, ``sp_prune``, ..."""
     nullspace_threshold: float = 2e-2
     """AlphaEdit: eigenvalues of C below this span the null space projected onto (``nullspace_threshold``)."""
     alphaedit_l2: float = 10.0
@@ -88,51 +85,51 @@ class EditConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        if not isinstance(self.wd, WDConfig) or not isinstance(self.sp, SPConfig):
+            raise TypeError("EditConfig.wd and .sp take WDConfig and SPConfig; use EditConfig.from_dict or "
+                            ".replace(wd=True, wd_mode=...) for the flat names")
         problems = []
         if self.method not in METHODS:
-            problems.append(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+            problems.append(f"--method {self.method!r} is not one of {', '.join(METHODS)}")
         if not self.layers or list(self.layers) != sorted(set(self.layers)) or min(self.layers) < 0:
-            problems.append(f"layers {list(self.layers)} must be distinct, ascending and >= 0")
+            problems.append(f"--layers {','.join(map(str, self.layers))} must be distinct, ascending and >= 0")
         for name in ("v_lr", "clamp_norm_factor", "mom2_update_weight", "early_stop_loss"):
             if not getattr(self, name) > 0:
-                problems.append(f"{name} must be > 0")
+                problems.append(f"{_shown(name, getattr(self, name))} must be > 0")
         for name in ("kl_factor", "v_weight_decay"):
             if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0")
+                problems.append(f"{_shown(name, getattr(self, name))} must be >= 0")
         if self.v_num_grad_steps < 1:
-            problems.append("v_num_grad_steps must be >= 1")
-        for name, allowed in (("wd_mode", WD_MODES), ("wd_scale", WD_SCALES), ("wd_points", WD_POINTS),
-                              ("sp_target", SP_TARGETS), ("autocast_dtype", AUTOCAST_DTYPES)):
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} {getattr(self, name)!r} is not one of {allowed}")
-        if not 0 < self.sp_prune <= 1 or not 0 <= self.sp_dropout < 1:
-            problems.append("sp_prune must be in (0, 1] and sp_dropout in [0, 1)")
-        if (self.wd_weight is not None and not self.wd_weight >= 0) or not self.wd_reg > 0:
-            problems.append("wd_weight must be >= 0 and wd_reg > 0")
-        if not self.nullspace_threshold > 0 or not self.alphaedit_l2 > 0:
-            problems.append("nullspace_threshold and alphaedit_l2 must be > 0")
+            problems.append(f"--steps {self.v_num_grad_steps} must be >= 1")
+        if self.autocast_dtype not in AUTOCAST_DTYPES:
+            problems.append(f"--autocast {self.autocast_dtype} is not one of bfloat16, float16, none")
+        for name in ("nullspace_threshold", "alphaedit_l2"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{_shown(name, getattr(self, name))} must be > 0")
         if self.kl_prompt.count("{}") != 1:
-            problems.append('kl_prompt needs exactly one "{}" for the subject')
+            problems.append(f'--set kl_prompt={self.kl_prompt!r} needs exactly one "{{}}" for the subject')
         if problems:
             raise InputError("invalid edit configuration: " + "; ".join(problems),
-                             hint="fix the named fields (see `wdsp_cli.config.EditConfig`)")
-
-    @property
-    def wd_lambda_weight(self) -> float:
-        """The weight on WD's dynamic lambda: ``wd_weight`` or the default of ``wd_scale``."""
-        if self.wd_weight is not None:
-            return self.wd_weight
-        return DEFAULT_WD_WEIGHT[self.wd_scale]
+                             hint="fix the named options (wdsp edit --help lists them)")
 
     @property
     def z_layer(self) -> int:
         return self.layers[-1]
 
     def replace(self, **changes) -> EditConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``, by flat name (``wd_mode="sinkhorn"``) or nested (``wd=WDConfig(...)``)."""
+        flat = {}
+        for name, value in changes.items():
+            if isinstance(value, (WDConfig, SPConfig)):
+                flat.update(value.to_flat())
+            else:
+                flat[name] = value
+        return EditConfig.from_dict({**self.to_dict(), **flat})
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "layers": list(self.layers)}
+        """The flat form (what config.json, records and job ids hold)."""
+        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("wd", "sp")}
+        return {**top, "layers": list(self.layers), **self.wd.to_flat(), **self.sp.to_flat()}
 
     def to_json(self) -> str:
         return json.dumps({"wdsp_version": __version__, **self.to_dict()}, sort_keys=True, indent=2)
@@ -140,12 +137,14 @@ class EditConfig:
     @classmethod
     def from_dict(cls, data: dict) -> EditConfig:
         data = {k: v for k, v in data.items() if k != "wdsp_version"}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        top = {f.name for f in dataclasses.fields(cls)} - {"wd", "sp"}
+        nested = set(WDConfig().to_flat()) | set(SPConfig().to_flat())
+        unknown = sorted(set(data) - top - nested)
         if unknown:
             raise InputError(f"unknown configuration field(s): {', '.join(unknown)}",
-                             hint=f"known fields: {', '.join(sorted(known))}")
-        return cls(**data)
+                             hint=f"known fields: {', '.join(sorted(top | nested))}")
+        return cls(**{k: v for k, v in data.items() if k in top},
+                   wd=WDConfig.from_flat(data), sp=SPConfig.from_flat(data))
 
     @classmethod
     def from_json(cls, text: str) -> EditConfig:

@@ -1,22 +1,26 @@
 """One batch of a locate-then-edit method (MEMIT, PMET, AlphaEdit): requests in, a weight diff out.
 
 Public API:
-    BatchEdit             the diff, the optimised residuals and a report
-    edit_batch(model, tokenizer, requests, config, second_moments, context_templates, state=None)
+    BatchEdit             the diff, the optimised residuals, the batch's keys and a report
+    edit_batch(model, tokenizer, requests, config, second_moments, context_templates, state=None,
+               method_state=None, ...)   optimise_targets, then write_targets
+    optimise_targets(model, tokenizer, requests, config, context_templates, ...) -> ResidualResult
+    write_targets(model, tokenizer, requests, config, residuals, second_moments, context_templates, ...)
     edited_modules(model, config)  the weights an edit touches
 
-Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n:
-  1. optimise the target values Z at the z-layer l_n (``residuals.optimise_residuals``);
-  2. for i = 1..n on layer l = l_i, with the model as updated so far:
+Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n and the method M
+(``methods.method(config.method)``):
+  1. optimise the target values Z at M's points of the z-layer l_n, with the WD term in the loss
+     when ``config.wd.enabled`` (``optimisation.targets``, ``regularisers.wasserstein``);
+  2. SP (``config.sp.enabled``): each request's delta at M's target point is pruned and dropped
+     out before Z = h + delta (``regularisers.sparsify``; dropout seeded by (seed, iteration));
+  3. for i = 1..n on layer l = l_i, with the model as updated so far:
      K = keys at l [B, d_in], V = current value at the target point [B, d],
-     R = (Z - V) / spread(n - i + 1), (left, right) = update_factors(R, K, C_l, lambda)
-     (AlphaEdit: projected_update_factors(R, K, P_l, K_p K_p^T, alpha)),
+     R = (Z - V) / M.spread(n - i), (left, right) = M.update(l, R, K, C_l, state),
      W_l += left @ right^T (through ``WeightState``, in float32, cast once).
-With ``config.wd`` the WD term joins the optimisation's loss (``wasserstein``); with
-``config.sp`` each request's delta at the target point is pruned and dropped out before
-Z = h + delta (``sparsify``; the variant "layer-residuals" sparsifies every layer's R
-instead). SP's dropout is seeded by (config.seed, iteration).
 The model is edited in place. If anything fails, every touched weight is put back.
+Step 1 alone can be replaced, e.g. by the per-request oracle of the tests and benchmarks
+(``optimisation.reference.optimise_each_request``) followed by ``write_targets``.
 """
 
 from __future__ import annotations
@@ -31,15 +35,11 @@ import torch
 from ..config import EditConfig
 from ..data.requests import EditRequest
 from ..errors import EditError, StatisticsError
-from ..methods import method_spec
-from ..methods.nullspace import null_space_projection
-from ..methods.solve import projected_update_factors, update_factors
+from ..methods import method
 from ..model.architectures import template_for
 from ..model.weights import LayerUpdate, WeightDiff, WeightState
-from ..optimisation.reference import optimise_each_request
 from ..optimisation.targets import (
     OptimisationSettings,
-    Regulariser,
     ResidualResult,
     build_edit_prompts,
     optimise_residuals,
@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchEdit:
-    """The diff, the optimised residuals, each edited layer's keys [B, d_in] (AlphaEdit's state for
-    later batches; kept for every method) and a report."""
+    """The diff, the optimised residuals, each edited layer's keys [B, d_in] (stored with every
+    iteration: AlphaEdit's state for later batches) and a report."""
 
     diff: WeightDiff
     residuals: ResidualResult
@@ -69,13 +69,13 @@ def edited_modules(model, config: EditConfig) -> list[str]:
 
 
 def wd_regulariser(config: EditConfig, points: Sequence[str]) -> WassersteinRegulariser | None:
-    """The WD term the config asks for (PMET: on delta_mlp, the last point, unless wd_points="all")."""
-    if not config.wd:
+    """The WD term the config asks for (PMET: on delta_mlp, the last point, unless points="all")."""
+    wd = config.wd
+    if not wd.enabled:
         return None
-    chosen = tuple(points) if config.wd_points == "all" else (points[-1],)
-    return WassersteinRegulariser(mode=config.wd_mode, scale=config.wd_scale, weight=config.wd_lambda_weight,
-                                  points=chosen, reg=config.wd_reg,
-                                  counts_for_stopping=config.wd_counts_for_stopping)
+    chosen = tuple(points) if wd.points == "all" else (points[-1],)
+    return WassersteinRegulariser(mode=wd.mode, scale=wd.scale, weight=wd.lambda_weight, points=chosen,
+                                  reg=wd.reg, counts_for_stopping=wd.counts_for_stopping)
 
 
 def sp_generator(config: EditConfig, iteration: int) -> torch.Generator:
@@ -83,64 +83,50 @@ def sp_generator(config: EditConfig, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed(config.seed * 1_000_003 + iteration)
 
 
-def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
-               second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
-               state: WeightState | None = None, regulariser: Regulariser | None = None,
-               transform: Callable[[ResidualResult], ResidualResult] | None = None,
-               iteration: int = 1, on_step: Callable[[int, int], None] | None = None,
-               per_request: bool = False, projections: Mapping[int, torch.Tensor] | None = None,
-               previous_keys: Mapping[int, torch.Tensor] | None = None,
-               requests_per_pass: int | None = None) -> BatchEdit:
-    """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
-
-    second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
-    regulariser: overrides the WD term built from ``config``.
-    transform: applied to the optimised residuals before SP and spreading.
-    iteration: the iteration number (seeds SP's dropout).
-    on_step(step, still_active): progress of the target optimisation.
-    per_request: optimise each request alone with the straightforward loop (``reference``), the
-        baseline of benchmarks/perf.py; no regulariser.
-    projections: AlphaEdit, layer -> null-space projection P (computed from ``second_moments``
-        with ``config.nullspace_threshold`` when not given: an eigendecomposition per layer).
-    previous_keys: AlphaEdit, layer -> K_p K_p^T of the earlier batches' keys (None: none).
-    requests_per_pass: requests per forward/backward of the target optimisation (None: the
-        default, 16; 0: all at once). Bounds memory; the result does not depend on it.
-    """
-    if not requests:
-        raise EditError("no requests to edit", hint="give at least one request")
+def _check_statistics(config: EditConfig, second_moments: Mapping[int, torch.Tensor]) -> None:
     missing = [l for l in config.layers if l not in second_moments]
     if missing:
         raise StatisticsError(f"no covariance statistics for layer(s) {missing}",
                               hint="compute them first (wdsp covariance)")
-    spec = method_spec(config.method)
+
+
+def optimise_targets(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
+                     context_templates: Sequence[str], on_step: Callable[[int, int], None] | None = None,
+                     requests_per_pass: int | None = None) -> ResidualResult:
+    """Step 1: the batched target optimisation at the method's points, WD included.
+
+    on_step(step, still_active): progress. requests_per_pass: requests per forward/backward
+    (None: the default, 20; 0: all at once); bounds memory, the result does not depend on it."""
+    points = method(config.method).points(template_for(model), config.z_layer)
+    prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt)
+    settings = OptimisationSettings.from_config(config, requests_per_pass)
+    return optimise_residuals(model, prompts, points, settings, wd_regulariser(config, points), on_step)
+
+
+def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig, residuals: ResidualResult,
+                  second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
+                  state: WeightState | None = None, method_state=None, iteration: int = 1) -> BatchEdit:
+    """Steps 2-3: SP, then per layer keys, the method's update and its application.
+
+    second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
+    method_state: the method's state (``Method.start``; None: a fresh one from ``second_moments``).
+    iteration: the iteration number (seeds SP's dropout)."""
+    _check_statistics(config, second_moments)
+    editor = method(config.method)
+    if method_state is None:
+        method_state = editor.start(config, second_moments)
     template = template_for(model)
     state = state or WeightState(model)
     modules = edited_modules(model, config)
-    timings: dict[str, float] = {"optimise": 0.0, "keys": 0.0, "solve": 0.0, "apply": 0.0}
-
-    clock = time.perf_counter()
-    prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt)
-    points = spec.points(template, config.z_layer)
-    regulariser = regulariser or wd_regulariser(config, points)
-    settings = OptimisationSettings.from_config(config, requests_per_pass)
-    if per_request:
-        if regulariser is not None:
-            raise EditError("the per-request reference optimisation takes no regulariser", hint="drop --wd")
-        result = optimise_each_request(model, tokenizer, requests, context_templates, points, settings,
-                                       config.kl_prompt)
-    else:
-        result = optimise_residuals(model, prompts, points, settings, regulariser, on_step)
-    if transform is not None:
-        result = transform(result)
-    timings["optimise"] = time.perf_counter() - clock
-    target_point = spec.target(template, config.z_layer)
+    timings: dict[str, float] = {"keys": 0.0, "solve": 0.0, "apply": 0.0}
+    target_point = editor.target(template, config.z_layer)
     generator = sp_generator(config, iteration)
-    sp_report = None
-    if config.sp and config.sp_target == "delta":
-        sparse = sparsify(result.delta[target_point], config.sp_prune, config.sp_dropout, generator)
-        result.delta[target_point] = sparse.delta
+    sp, sp_report = config.sp, None
+    if sp.enabled and sp.target == "delta":
+        sparse = sparsify(residuals.delta[target_point], sp.prune, sp.dropout, generator)
+        residuals.delta[target_point] = sparse.delta
         sp_report = {"density": sparse.density.tolist(), "norm": sparse.norm.tolist()}
-    targets = result.target(target_point)  # Z [B, d]
+    targets = residuals.target(target_point)  # Z [B, d]
 
     snapshot = state.snapshot(modules)
     updates, layer_reports, batch_keys = [], [], {}
@@ -150,25 +136,19 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
             keys, values = compute_keys(model, tokenizer, requests, context_templates, module, target_point)
             timings["keys"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            residual = (targets.to(values.device) - values).to(keys.device) / spec.spread(len(config.layers) - i)
-            if config.sp and config.sp_target == "layer-residuals":  # variant, not the paper
-                residual = sparsify(residual, config.sp_prune, config.sp_dropout, generator).delta
+            residual = (targets.to(values.device) - values).to(keys.device) / editor.spread(len(config.layers) - i)
+            if sp.enabled and sp.target == "layer-residuals":  # variant, not the paper
+                residual = sparsify(residual, sp.prune, sp.dropout, generator).delta
             cov = second_moments[layer]
             if cov.shape != (keys.shape[1], keys.shape[1]):
                 raise StatisticsError(f"covariance of layer {layer} is {tuple(cov.shape)}, keys have "
                                       f"dimension {keys.shape[1]}", hint="recompute statistics for this model")
-            if config.method == "alphaedit":
-                projection = projections[layer] if projections is not None and layer in projections \
-                    else null_space_projection(cov.to(keys.device), config.nullspace_threshold)[0]
-                previous = previous_keys.get(layer) if previous_keys is not None else None
-                left, right = projected_update_factors(residual, keys, projection, previous, config.alphaedit_l2)
-            else:
-                left, right = update_factors(residual, keys, cov.to(keys.device), config.mom2_update_weight)
+            left, right = editor.update(layer, residual, keys, cov.to(keys.device), method_state, config)
             batch_keys[layer] = keys.detach().to("cpu", torch.float32)
             update = LayerUpdate(module, left, right)
             if not update.is_finite():
                 raise EditError(f"the update of {module} is not finite",
-                                hint="check covariance statistics and mom2_update_weight")
+                                hint="check covariance statistics and --set mom2_update_weight=")
             timings["solve"] += time.perf_counter() - clock
             clock = time.perf_counter()
             state.apply(update)
@@ -185,11 +165,31 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
         "requests": len(requests),
         "timings_s": timings,
         "layers": layer_reports,
-        "updates": result.updates.tolist(),
-        "loss": result.loss.tolist(),
-        "nll": result.nll.tolist(),
-        "delta_norm": {p: result.delta[p].norm(dim=1).tolist() for p in result.points},
+        "updates": residuals.updates.tolist(),
+        "loss": residuals.loss.tolist(),
+        "nll": residuals.nll.tolist(),
+        "delta_norm": {p: residuals.delta[p].norm(dim=1).tolist() for p in residuals.points},
         "sp": sp_report,
     }
-    log.info("edited %d requests with %s in %.1fs", len(requests), config.method, sum(timings.values()))
-    return BatchEdit(WeightDiff(tuple(updates), {"method": config.method}), result, report, batch_keys)
+    return BatchEdit(WeightDiff(tuple(updates), {"method": config.method}), residuals, report, batch_keys)
+
+
+def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
+               second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
+               state: WeightState | None = None, method_state=None, iteration: int = 1,
+               on_step: Callable[[int, int], None] | None = None,
+               requests_per_pass: int | None = None) -> BatchEdit:
+    """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
+    (``optimise_targets`` then ``write_targets``; see both for the parameters.)"""
+    if not requests:
+        raise EditError("no requests to edit", hint="give at least one request")
+    _check_statistics(config, second_moments)
+    clock = time.perf_counter()
+    residuals = optimise_targets(model, tokenizer, requests, config, context_templates, on_step, requests_per_pass)
+    optimise = time.perf_counter() - clock
+    edit = write_targets(model, tokenizer, requests, config, residuals, second_moments, context_templates,
+                         state, method_state, iteration)
+    edit.report["timings_s"] = {"optimise": optimise, **edit.report["timings_s"]}
+    log.info("edited %d requests with %s in %.1fs", len(requests), config.method,
+             sum(edit.report["timings_s"].values()))
+    return edit

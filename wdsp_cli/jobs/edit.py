@@ -89,13 +89,14 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
     moved forward with the workspace. Without it the model is loaded. ``requests_per_pass``: the
     optimisation's memory bound (``editing.edit_batch``); not part of the job, it changes no result."""
     from ..editing.batch import edit_batch
+    from ..methods import method
     from ..workspace.checkout import (
         checkout,
         context_templates,
         load_base,
         template_key,
     )
-    from .statistics import load_projections, load_second_moments
+    from .statistics import load_second_moments
 
     progress = progress or (lambda event, data: None)
     plan = plan_edit(workspace, requests, config, batch_size, resume)
@@ -107,8 +108,8 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         report["head"] = workspace.head
         return report
     moments = load_second_moments(workspace, config.layers)  # fail before loading the model
-    projections = load_projections(workspace, config.layers, config.nullspace_threshold, moments) \
-        if config.method == "alphaedit" else None
+    editor = method(config.method)
+    method_state = editor.start(config, moments, WorkspaceHistory(workspace, workspace.head))
     if current is None:
         current = checkout(workspace, 0, base=load_base(workspace))
     elif current.iteration > workspace.head:
@@ -117,7 +118,6 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         templates, new_templates = context_templates(workspace, current.model, current.tokenizer, config)
     current.advance_to(workspace, workspace.head)
     tokenizer = current.tokenizer
-    previous = previous_key_moments(workspace, workspace.head, config.layers) if projections else None
     for index in range(plan.done, len(plan.batches)):
         batch = plan.batches[index]
         t = workspace.head + 1
@@ -126,7 +126,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         clock = time.perf_counter()
         edit = edit_batch(current.model, tokenizer, batch, config, moments, templates, current.state,
                           iteration=t, on_step=lambda step, active: progress("step", {"step": step, "active": active}),
-                          projections=projections, previous_keys=previous, requests_per_pass=requests_per_pass)
+                          method_state=method_state, requests_per_pass=requests_per_pass)
         seconds = time.perf_counter() - clock
         target_norms = list(edit.report["delta_norm"].values())[-1]
         sp = edit.report["sp"]
@@ -145,8 +145,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
             report["archived"], folder = workspace.archive_after(workspace.head)
             report["archive"] = str(folder) if folder else None
         workspace.commit_iteration(t, edit.diff, batch, record, keys=edit.keys)
-        if previous is not None:
-            previous = accumulate_key_moments(previous, edit.keys)
+        method_state = editor.advance(method_state, edit.keys)
         if index == plan.done:
             workspace.save_config(config)
             if new_templates:
@@ -159,19 +158,17 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
     return report
 
 
+class WorkspaceHistory:
+    """A workspace's iterations 1..``head`` as a method reads them (``methods.base.MethodHistory``)."""
 
-def accumulate_key_moments(previous: dict, keys: dict) -> dict:
-    """previous[l] + K_l^T K_l for each layer (float64); the one order every path uses, so a
-    resumed or rolled-back workspace sums the same numbers in the same order as a live run."""
-    from ..methods.nullspace import key_moment
+    def __init__(self, workspace: Workspace, head: int) -> None:
+        self.workspace, self.head = workspace, head
 
-    return {l: (key_moment(k) if previous.get(l) is None else previous[l] + key_moment(k)) for l, k in keys.items()}
+    def iteration_keys(self):
+        for t in range(1, self.head + 1):
+            yield self.workspace.keys(t)
 
+    def derived(self, name: str, layer: int, params: dict, compute):
+        from .statistics import load_derived
 
-def previous_key_moments(workspace: Workspace, head: int, layers) -> dict:
-    """AlphaEdit's K_p K_p^T per layer over the keys of iterations 1..head (per-iteration state)."""
-    previous: dict = {l: None for l in layers}
-    for t in range(1, head + 1):
-        keys = workspace.keys(t)
-        previous = {**previous, **accumulate_key_moments(previous, {l: k for l, k in keys.items() if l in previous})}
-    return previous
+        return load_derived(self.workspace, name, layer, params, compute)

@@ -6,7 +6,7 @@ Public API:
     plan_statistics(workspace, layers, identity, tokens, force) -> (to_compute, reused)
     compute_statistics(workspace, layers, corpus_spec, tokens, force, progress) -> report dict
     load_second_moments(workspace, layers) -> {layer: C_l}
-    load_projections(workspace, layers, threshold, moments) -> {layer: P_l}   AlphaEdit, computed once and kept
+    load_derived(workspace, name, layer, params, compute)  a method's per-layer state, computed once and kept
 
 A layer's stored statistics *match* a request when they were made from the same corpus identity
 (``corpus.Corpus.identity``) over the same token budget, on this workspace's base model.
@@ -131,31 +131,26 @@ def load_second_moments(workspace: Workspace, layers: Sequence[int]) -> dict:
     return moments
 
 
-def load_projections(workspace: Workspace, layers: Sequence[int], threshold: float, moments: dict) -> dict:
-    """{layer: P_l} AlphaEdit's null-space projections of the stored statistics (``moments``, as
-    ``load_second_moments`` returns them, so they are not read twice), kept in
-    statistics/nullspace-<l>.safetensors with the threshold and the statistics' creation time; one
-    is recomputed when either differs (new statistics, another threshold)."""
-    from safetensors.torch import load_file, save
+def load_derived(workspace: Workspace, name: str, layer: int, params: dict[str, str], compute: Callable[[], object]):
+    """A method's per-layer tensor derived from the statistics (AlphaEdit: "nullspace", P_l), kept
+    in statistics/<name>-<l>.safetensors with ``params`` and the statistics' creation time; it is
+    recomputed (``compute()``) and stored again when either differs (new statistics, another threshold)."""
+    from safetensors import safe_open
+    from safetensors.torch import save
 
-    from ..methods.nullspace import null_space_projection
     from ..workspace.atomic import atomic_write_bytes
 
-    out = {}
-    for layer in layers:
-        stats_meta = stored_metadata(workspace, layer) or {}
-        wanted = {"threshold": repr(float(threshold)), "statistics_created_at": stats_meta.get("created_at", "")}
-        path = workspace.root / "statistics" / f"nullspace-{layer:03d}.safetensors"
-        meta = None
-        if path.is_file():
-            from safetensors import safe_open
-
+    stats_meta = stored_metadata(workspace, layer) or {}
+    wanted = {**params, "statistics_created_at": stats_meta.get("created_at", "")}
+    path = workspace.root / "statistics" / f"{name}-{layer:03d}.safetensors"
+    if path.is_file():
+        try:
             with safe_open(str(path), framework="pt") as handle:
                 meta = {k: v for k, v in (handle.metadata() or {}).items() if k in wanted}
-        if meta == wanted:
-            out[layer] = load_file(str(path))["projection"]
-            continue
-        projection, rank = null_space_projection(moments[layer], threshold)
-        atomic_write_bytes(path, save({"projection": projection.contiguous()}, metadata={**wanted, "rank": str(rank)}))
-        out[layer] = projection
-    return out
+                if meta == wanted and "value" in handle.keys():
+                    return handle.get_tensor("value")
+        except Exception:  # a torn or older file: computed again below
+            pass
+    value = compute()
+    atomic_write_bytes(path, save({"value": value.contiguous()}, metadata=dict(sorted(wanted.items()))))
+    return value

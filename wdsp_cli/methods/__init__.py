@@ -1,26 +1,30 @@
-"""Editing methods: which values are optimised and how residuals spread over layers.
+"""Editing methods, one file each, registered by name.
 
 Public API:
-    MethodSpec          the per-method choices the shared batch algorithm (``editing``) needs
-    method_spec(name)   "memit" | "pmet" | "alphaedit"
+    METHODS             the registered names (importing this package imports no torch)
+    method(name)        the ``base.Method`` of a name (InputError lists the names)
+
+Adding a method: a file here defining ``METHOD`` (a ``base.Method``, or a subclass that overrides
+``update`` and the state hooks), and its name in ``_REGISTRY``.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from ..errors import InputError
-from .alphaedit import ALPHAEDIT
-from .base import MethodSpec
-from .memit import MEMIT
-from .pmet import PMET
 
-METHOD_SPECS: dict[str, MethodSpec] = {m.name: m for m in (MEMIT, PMET, ALPHAEDIT)}
+_REGISTRY = {"memit": "memit", "pmet": "pmet", "alphaedit": "alphaedit"}  # name -> module in this package
+METHODS = tuple(_REGISTRY)
 
 
-def method_spec(name: str) -> MethodSpec:
+def method(name: str):
+    """The registered method ``name``."""
     try:
-        return METHOD_SPECS[name]
+        module = _REGISTRY[name]
     except KeyError:
-        raise InputError(f"unknown method {name!r}", hint=f"choose one of {', '.join(METHOD_SPECS)}") from None
+        raise InputError(f"unknown method {name!r}", hint=f"choose one of {', '.join(METHODS)}") from None
+    return importlib.import_module(f"{__name__}.{module}").METHOD
 
 
-__all__ = ["METHOD_SPECS", "MethodSpec", "method_spec"]
+__all__ = ["METHODS", "method"]

@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -167,8 +168,7 @@ class OptimisationSettings:
         """Settings of an EditConfig; ``requests_per_pass`` (None: the default) only sets memory."""
         return cls(config.v_lr, config.v_num_grad_steps, config.clamp_norm_factor, config.kl_factor,
                    config.v_weight_decay, config.early_stop_loss,
-                   autocast_dtype=getattr(config, "autocast_dtype", None),
-                   prefix_cache=getattr(config, "prefix_cache", True),
+                   autocast_dtype=config.autocast_dtype,
                    requests_per_pass=DEFAULT_REQUESTS_PER_PASS if requests_per_pass is None else requests_per_pass)
 
 
@@ -185,19 +185,19 @@ def _parse_dtype(value) -> torch.dtype | None:
     return dtype
 
 
-class Regulariser:
-    """``extra_loss(deltas, inits, nll, step, requests) -> [b]`` added to each request's loss.
+class Regulariser(Protocol):
+    """``extra_loss(deltas, inits, nll, step, requests) -> [b]`` added to each request's loss
+    (e.g. ``regularisers.wasserstein.WassersteinRegulariser``).
 
     deltas/inits: point -> [b, d] for the requests in the current sub-batch; nll [b];
     requests [b]: their (ascending) indices in the batch, which only shrinks between steps.
     ``counts_for_stopping``: whether the term is part of the early-stopping test.
     """
 
-    counts_for_stopping: bool = True
+    counts_for_stopping: bool
 
     def __call__(self, deltas: dict[str, torch.Tensor], inits: dict[str, torch.Tensor], nll: torch.Tensor,
-                 step: int, requests: torch.Tensor) -> torch.Tensor:  # pragma: no cover - protocol
-        raise NotImplementedError
+                 step: int, requests: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
+from .configs import SPConfig
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,7 @@ class SparsifyResult:
 
 
 def _check(keep_fraction: float, drop_rate: float) -> None:
-    if not 0.0 < keep_fraction <= 1.0:
-        raise InputError(f"prune keep fraction must be in (0, 1], got {keep_fraction}",
-                         hint="--sp-prune 0.7 keeps the 70% largest entries")
-    if not 0.0 <= drop_rate < 1.0:
-        raise InputError(f"dropout rate must be in [0, 1), got {drop_rate}", hint="--sp-dropout 0.3")
+    SPConfig(enabled=True, prune=keep_fraction, dropout=drop_rate)  # the checks, with the options' names
 
 
 def prune_mask(delta: torch.Tensor, keep_fraction: float) -> torch.Tensor:

@@ -6,7 +6,8 @@ Public API:
     sinkhorn_1d(x, y, reg, ...) -> [B]        entropic OT cost <P*, C>, envelope gradient
     dirac_penalty(delta) -> [B]               0.5 ||delta||^2 (the released code's behaviour)
     WassersteinRegulariser                    the WD term plugged into the target optimisation
-    WD_MODES, WD_SCALES
+                                              (an ``optimisation.targets.Regulariser``)
+Its settings, validated, are ``configs.WDConfig``.
 
 Each row of x, y [B, d] is read as an empirical distribution of d points on the real line with
 weights 1/d (method.md section 3, the paper's theta and theta* as distributions of entries).
@@ -29,11 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import InputError
-from ..optimisation.targets import Regulariser
-
-WD_MODES = ("sinkhorn", "exact", "dirac")
-WD_SCALES = ("nll", "pow10")
+from .configs import WDConfig
 
 
 def wasserstein_1d_pp(x: torch.Tensor, y: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -111,7 +108,7 @@ def dirac_penalty(delta: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class WassersteinRegulariser(Regulariser):
+class WassersteinRegulariser:
     """L_i += lambda_i * L_WD(h_i, h_i + delta_i), summed over ``points`` (None: all).
 
     scale "nll":   lambda_i = weight * stopgrad(L_NLL,i / L_WD,i)  (the paper: WD normalised to NLL)
@@ -132,13 +129,7 @@ class WassersteinRegulariser(Regulariser):
     _state: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.mode not in WD_MODES:
-            raise InputError(f"unknown WD mode {self.mode!r}", hint=f"choose one of {', '.join(WD_MODES)}")
-        if self.scale not in WD_SCALES:
-            raise InputError(f"unknown WD scale {self.scale!r}", hint=f"choose one of {', '.join(WD_SCALES)}")
-        if not self.weight >= 0 or not self.reg > 0:
-            raise InputError("WD weight must be >= 0 and its Sinkhorn regularisation > 0",
-                             hint="e.g. --wd-weight 1.0 --wd-reg 0.05")
+        WDConfig(enabled=True, mode=self.mode, scale=self.scale, weight=self.weight, reg=self.reg)  # the checks
 
     def distance(self, point: str, h: torch.Tensor, delta: torch.Tensor, requests=None) -> torch.Tensor:
         """L_WD [b] between h and h + delta (rows of the current sub-batch)."""

@@ -7,6 +7,7 @@ Public API:
     preset(name)          a preset by name (InputError lists the names)
     default_config_for(model_type, num_layers, method)  the preset to start from for a model
     flag(name)            the ``wdsp edit`` option that sets a flat field (for messages)
+    parse_settings(["v_lr=0.2", ...]) -> {flat name: value}   ``--set NAME=VALUE``, typed by the field
 
 Saved as sorted, flat JSON stamped with the package version (``to_json`` / ``from_json``): the WD
 and SP settings appear as ``wd``, ``wd_mode``, ..., ``sp``, ``sp_prune``, ... as they always have,
@@ -41,7 +42,45 @@ def flag(name: str) -> str:
 def _shown(name: str, value) -> str:
     """``--steps 0`` or ``--set v_lr=0``: the option as the user typed it."""
     option = flag(name)
+    value = f"{value:g}" if isinstance(value, float) else value
     return f"{option}{value}" if option.endswith("=") else f"{option} {value}"
+
+
+def _typed(name: str, text: str, default):
+    """``text`` as the type of the field's default (bool, int, float, str; "none" clears an optional one)."""
+    optional = name in ("wd_weight", "autocast_dtype")
+    if optional and text.strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        if isinstance(default, bool):
+            if text.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.strip().lower() in ("true", "1", "yes")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float) or name == "wd_weight":
+            return float(text)
+    except ValueError:
+        kind = "true or false" if isinstance(default, bool) else type(default or 0.0).__name__
+        raise InputError(f"--set {name}={text}: not a {kind}", hint=f"e.g. --set {name}={default}") from None
+    return text
+
+
+def parse_settings(items) -> dict:
+    """``["v_lr=0.2", "mom2_update_weight=5000"]`` -> {"v_lr": 0.2, ...}, typed by each field's default.
+    Any flat field of EditConfig (``EditConfig().to_dict()``) but the layers and the method (``--layers``,
+    ``--method``)."""
+    defaults = EditConfig().to_dict()
+    out = {}
+    for item in items or ():
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in defaults or name in ("layers", "method"):
+            known = ", ".join(sorted(k for k in defaults if k not in ("layers", "method")))
+            raise InputError(f"--set {item!r} is not NAME=VALUE for a known setting",
+                             hint=f"e.g. --set v_lr=0.2; settings: {known}")
+        out[name] = _typed(name, text.strip(), defaults[name])
+    return out
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from .common import (
 )
 
 
-def resolve_config(ws, method: str, preset_name: str | None, overrides: dict):
-    """The preset (or the model's default for ``method``) with the options given on the command line."""
+def resolve_config(ws, method: str, preset_name: str | None, overrides: dict, settings: dict | None = None):
+    """The preset (or the model's default for ``method``), then ``--set`` settings, then the named
+    options given on the command line (a named option wins over --set of the same field)."""
     from ..config import default_config_for, preset
     from ..errors import InputError
 
@@ -30,7 +31,7 @@ def resolve_config(ws, method: str, preset_name: str | None, overrides: dict):
     else:
         m = ws.model
         base = default_config_for(m["model_type"], m["num_layers"], method or "memit", m.get("hidden_size"))
-    config = base.replace(**{k: v for k, v in overrides.items() if v is not None})
+    config = base.replace(**{**(settings or {}), **{k: v for k, v in overrides.items() if v is not None}})
     if max(config.layers) >= ws.model["num_layers"]:
         raise InputError(f"layer {max(config.layers)} does not exist: the model has {ws.model['num_layers']} layers",
                          hint=f"use layers 0-{ws.model['num_layers'] - 1}")
@@ -52,6 +53,8 @@ def edit(
     wd_scale: str = typer.Option(None, "--wd-scale", help="nll (default) or pow10."),
     wd_weight: float = typer.Option(None, "--wd-weight", help="Weight on WD's dynamic lambda (default by scale)."),
     wd_points: str = typer.Option(None, "--wd-points", help="PMET: mlp (default) or all."),
+    wd_reg: float = typer.Option(None, "--wd-reg", help="Sinkhorn's entropic regularisation, relative to the mean "
+                                                      "cost (default 0.05)."),
     sp: bool = typer.Option(None, "--sp/--no-sp", help="Sparsify each request's residual (the paper's SP)."),
     sp_prune: float = typer.Option(None, "--sp-prune", help="Fraction of largest entries kept (default 0.7)."),
     sp_dropout: float = typer.Option(None, "--sp-dropout", help="Dropout rate on kept entries (default 0.3)."),
@@ -60,6 +63,11 @@ def edit(
     alphaedit_l2: float = typer.Option(None, "--alphaedit-l2", help="AlphaEdit: alpha (default 10)."),
     steps: int = typer.Option(None, "--steps", help="Optimisation steps per batch (v_num_grad_steps)."),
     seed: int = typer.Option(None, "--seed", help="Seed of context templates and SP's dropout."),
+    settings: list[str] = typer.Option(None, "--set", metavar="NAME=VALUE",
+                                       help="Any other hyper-parameter by its MEMIT name, repeatable: v_lr, "
+                                            "mom2_update_weight, clamp_norm_factor, kl_factor, v_weight_decay, "
+                                            "early_stop_loss, wd_counts_for_stopping, sp_target ... "
+                                            "(e.g. --set v_lr=0.2 --set mom2_update_weight=5000)."),
     requests_per_pass: int = typer.Option(None, "--requests-per-pass",
                                           help="Requests optimised per forward/backward (default 20, 0: the whole "
                                                "batch): lower it to save memory; results do not change."),
@@ -85,6 +93,7 @@ def edit(
     )
 
     from ..data.requests import load_requests
+    from ..config import parse_settings
     from ..jobs.edit import run_edit
     from ..optimisation.targets import OptimisationSettings
     from .common import open_workspace
@@ -94,9 +103,9 @@ def edit(
     requests = load_requests(facts, format, limit=limit, offset=offset)
     config = resolve_config(ws, method, preset, {
         "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
-        "wd_points": wd_points, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
+        "wd_points": wd_points, "wd_reg": wd_reg, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
         "v_num_grad_steps": steps, "seed": seed, "nullspace_threshold": nullspace_threshold,
-        "alphaedit_l2": alphaedit_l2})
+        "alphaedit_l2": alphaedit_l2}, parse_settings(settings))
     if autocast is not None:  # "none" must be able to clear a preset's value, so not an override
         config = config.replace(autocast_dtype=None if autocast.lower() == "none" else autocast.lower())
     OptimisationSettings.from_config(config, requests_per_pass)  # refuse a bad --requests-per-pass before the lock

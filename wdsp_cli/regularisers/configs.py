@@ -75,9 +75,9 @@ class WDConfig:
             if getattr(self, name) not in allowed:
                 out.append(f"{self.FLAGS[name]} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if self.weight is not None and not self.weight >= 0:
-            out.append(f"--wd-weight {self.weight} must be >= 0")
+            out.append(f"--wd-weight {self.weight:g} must be >= 0")
         if not self.reg > 0:
-            out.append(f"--wd-reg {self.reg} must be > 0")
+            out.append(f"--wd-reg {self.reg:g} must be > 0")
         return out
 
     @property
@@ -114,9 +114,9 @@ class SPConfig:
     def problems(self) -> list[str]:
         out = []
         if not 0 < self.prune <= 1:
-            out.append(f"--sp-prune {self.prune} must be in (0, 1] (the fraction of entries kept)")
+            out.append(f"--sp-prune {self.prune:g} must be in (0, 1] (the fraction of entries kept)")
         if not 0 <= self.dropout < 1:
-            out.append(f"--sp-dropout {self.dropout} must be in [0, 1) (the rate at which kept entries drop)")
+            out.append(f"--sp-dropout {self.dropout:g} must be in [0, 1) (the rate at which kept entries drop)")
         if self.target not in SP_TARGETS:
             out.append(f"sp_target {self.target!r} is not one of {', '.join(SP_TARGETS)}")
         return out

@@ -75,6 +75,8 @@ def covariance(
     Statistics belong to the base model and are reused by every edit. A layer whose statistics
     came from another corpus or token budget is refused unless --force. Under `accelerate launch`
     or `torchrun`, each process reads its share of the corpus and process 0 writes the sums."""
+    import time
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -82,8 +84,6 @@ def covariance(
         TextColumn,
         TimeElapsedColumn,
     )
-
-    import time
 
     from ..errors import InputError
     from ..jobs.statistics import compute_statistics

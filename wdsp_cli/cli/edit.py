@@ -98,6 +98,11 @@ def edit(
         "alphaedit_l2": alphaedit_l2})
     if autocast is not None:  # "none" must be able to clear a preset's value, so not an override
         config = config.replace(autocast_dtype=None if autocast.lower() == "none" else autocast.lower())
+    if requests_per_pass is not None and requests_per_pass < 0:  # OptimisationSettings says so too, but needs torch
+        from ..errors import InputError
+
+        raise InputError(f"requests per pass must be >= 0, not {requests_per_pass}",
+                         hint="give a positive number, or 0 for the whole batch at once")
     lines = plain_progress()
     with ws.lock("wdsp edit"):
         from ..jobs.prompt_fit import check_requests_fit

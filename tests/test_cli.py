@@ -418,6 +418,7 @@ for args, code in [
     (["covariance", "--tokens", "0", "-w", {str(ws)!r}], 2),
     (["edit", {str(facts)!r}, "--method", "rome", "-w", {str(ws)!r}], 2),
     (["edit", {str(facts)!r}, "--requests-per-pass", "-1", "-w", {str(ws)!r}], 2),
+    (["probe", "The capital of France is", "-i", "9", "-w", {str(ws)!r}], 6),
     (["init", "--model", {str(model_dir)!r}, "-w", {str(ws)!r}], 6),
 ]:
     result = CliRunner().invoke(app, args)

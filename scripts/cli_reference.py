@@ -21,11 +21,24 @@ Every command works on a workspace: `-w/--workspace DIR`, else `$WDSP_WORKSPACE`
 current folder. Commands that report take `--json`: one JSON document on stdout, logs and
 progress on stderr. Errors are one `Error:` line and one `Hint:` line on stderr.
 
+Progress goes to stderr: Rich bars on a terminal; when stderr is a file or a pipe (cron, CI
+logs), plain lines instead: `edit` one when it starts, one per iteration, about every 10% of an
+iteration's optimisation steps and one per commit; `covariance` one when it starts and about every
+10% of its tokens.
+
+Commands check in this order, so a refusal comes in well under a second: the arguments, then the
+workspace's lock (a command that changes the workspace is refused at once, exit 7, while another
+holds it), then the input files (`edit` reads every request and checks that each prompt,
+paraphrase and neighbour, with its target and the longest context template, fits the model's
+context, read from the model's config), and only then the model. `init` refuses a folder that
+already holds a workspace before it loads the model. `rollback -N` counts back from HEAD
+(`wdsp rollback -1` undoes the last edit).
+
 | exit code | meaning |
 |---|---|
 | 0 | success |
 | 1 | unexpected error, or the disk refused a write (nothing half-written is left) |
-| 2 | bad input: a malformed or empty facts file, an unknown method, a bad option value |
+| 2 | bad input: a malformed or empty facts file, a prompt longer than the model's context, an unknown method, a bad option value |
 | 3 | model: cannot be loaded, or not the workspace's base model (fingerprint) |
 | 4 | statistics: missing for a layer, from another corpus (use --force), or corrupt |
 | 5 | edit refused: a singular system or a non-finite update |

@@ -262,6 +262,8 @@ def test_bad_facts_leave_the_workspace_unchanged(ready, tmp_path, kind):
     (["covariance", "--corpus", "{missing}"], 2, "missing.txt"),
     (["covariance", "--corpus", "{corpus}", "--tokens", "1500"], 4, "--force"),
     (["covariance", "--corpus", "{facts}"], 2, "--text-field"),
+    (["covariance", "--tokens", "0"], 2, "--tokens must be positive"),
+    (["rollback", "-3"], 6, "HEAD is 0, so -3 would go back past the base model"),
 ])
 def test_bad_inputs_give_a_clear_error_and_change_nothing(ready, tmp_path, args, code, message):
     ws, facts, corpus = ready
@@ -321,3 +323,109 @@ def test_report_reads_stored_evaluations_and_plots(ready, tmp_path):
     assert [r["iteration"] for r in out["iterations"]] == [1, 2]
     assert out["iterations"][1]["score"] == stored["latest"]["score"]
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def no_model_loading(monkeypatch):
+    """Make any load of model weights fail the test: what follows must be refused before it."""
+    from wdsp_cli.model import loading
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(loading, "load_model", refuse)
+
+
+def test_a_prompt_longer_than_the_model_context_is_refused_before_model_work(ready, tmp_path, monkeypatch):
+    ws, facts, _ = ready
+    records = [json.loads(line) for line in facts.read_text().splitlines()]
+    records[2]["prompt"] = "Toyota, " + "a company that makes cars, " * 20 + "is headquartered in"  # > 256 tokens
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps(r) + "\n" for r in records))
+    before = tree_digest(ws)
+    no_model_loading(monkeypatch)
+    result = wdsp("edit", long, "-w", ws, *FAST, code=2)
+    assert f"{long}:3: the prompt + target is" in result.stderr and "at most 256" in result.stderr
+    assert "Hint: shorten that record" in result.stderr and tree_digest(ws) == before
+    records[2]["prompt"] = "Toyota is headquartered in"
+    records[4]["neighbours"] = [{"prompt": "Rome, " * 200 + "is in", "answer": "Italy"}]
+    long.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert f"{long}:5: the neighbour 1 + answer is" in wdsp("edit", long, "-w", ws, *FAST, code=2).stderr
+
+
+def test_rollback_takes_negative_numbers_relative_to_head(ready):
+    ws, facts, _ = ready
+    wdsp("edit", facts, "-w", ws, "--batch-size", 2, *FAST)
+    assert as_json(wdsp("rollback", "-1", "-w", ws, "--json"))["head"] == 2
+    assert as_json(wdsp("rollback", "-w", ws, "-2", "--json")) == {"head": 0, "previous_head": 2,
+                                                                      "kept_after_head": [1, 2, 3]}
+    result = wdsp("rollback", "-1", "-w", ws, code=6)
+    assert "go back past the base model" in result.stderr and "Hint:" in result.stderr
+    assert "counts back from HEAD" in wdsp("rollback", "--help").stdout
+
+
+def test_init_refuses_an_existing_workspace_before_loading_the_model(ready, model_dir, monkeypatch):
+    ws, _, _ = ready
+    no_model_loading(monkeypatch)
+    result = wdsp("init", "--model", model_dir, "-w", ws, code=6)
+    assert "is already a workspace" in result.stderr and "Hint:" in result.stderr
+
+
+def test_missing_statistics_hint_is_a_command_to_paste(ready):
+    ws, facts, corpus = ready
+    result = wdsp("edit", facts, "-w", ws, "--layers", "0,1", *FAST, code=4)
+    assert f"Hint: compute them first: wdsp covariance -w {ws} --layers 0,1 --corpus {corpus} --tokens 2000" \
+        in result.stderr
+
+
+def test_progress_is_plain_lines_on_stderr_when_it_is_not_a_terminal(tmp_path, model_dir):
+    ws, corpus = tmp_path / "ws", write_corpus(tmp_path / "corpus.txt")
+    wdsp("init", "--model", model_dir, "-w", ws)
+    result = wdsp("covariance", "-w", ws, "--corpus", corpus, "--tokens", 2000, "--json")
+    assert as_json(result)["computed"] == [1, 2]
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("statistics: layers [1, 2], 2000 tokens of ")
+    assert any(line.startswith("statistics: ") and "(100%)" in line for line in lines)
+    assert 2 <= sum(" tokens (" in line for line in lines) <= 11  # about every 10%, not every batch
+    result = wdsp("edit", write_facts(tmp_path / "facts.jsonl"), "-w", ws, "--batch-size", 4, "--steps", 20, "--json")
+    assert [it["iteration"] for it in as_json(result)["iterations"]] == [1, 2]
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("edit: 6 request(s)")
+    assert "iteration 1 (batch 1/2, 4 requests): optimising targets, 20 steps" in lines
+    assert "iteration 2 (batch 2/2, 2 requests): optimising targets, 20 steps" in lines
+    steps = [line for line in lines if line.startswith("iteration 1: step ")]
+    assert steps and len(steps) <= 10 and all(line.endswith("active)") for line in steps)
+    assert lines.index("iteration 2 (batch 2/2, 2 requests): optimising targets, 20 steps") > \
+        next(i for i, line in enumerate(lines) if line.startswith("committed iteration 1:"))
+
+
+def test_argument_and_lock_errors_never_import_torch(ready, model_dir, tmp_path):
+    """Refusals answer in well under a second: no torch (~2.5 s to import) before them."""
+    import subprocess
+    import sys
+
+    from wdsp_cli.workspace.store import Workspace
+
+    ws, facts, _ = ready
+    script = f"""
+import sys
+from typer.testing import CliRunner
+from wdsp_cli.cli import app
+for args, code in [
+    (["rollback", "-1", "-w", {str(ws)!r}], 7),
+    (["edit", {str(tmp_path / "missing.jsonl")!r}, "-w", {str(ws)!r}], 7),
+    (["covariance", "-w", {str(ws)!r}], 7),
+    (["evaluate", "-w", {str(ws)!r}], 7),
+    (["covariance", "--tokens", "0", "-w", {str(ws)!r}], 2),
+    (["edit", {str(facts)!r}, "--method", "rome", "-w", {str(ws)!r}], 2),
+    (["edit", {str(facts)!r}, "--requests-per-pass", "-1", "-w", {str(ws)!r}], 2),
+    (["probe", "The capital of France is", "-i", "9", "-w", {str(ws)!r}], 6),
+    (["init", "--model", {str(model_dir)!r}, "-w", {str(ws)!r}], 6),
+]:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == code, (args, result.exit_code, result.stderr)
+print("torch" in sys.modules)
+"""
+    with Workspace.open(ws).lock("a test"):
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"

@@ -601,3 +601,13 @@ def test_real_default_model_provisions_once_and_knows_paris():
     assert fp == fingerprint(load_model(DEFAULT_MODEL)[0])
     assert fp_s < 10.0
     print(f"provision {first_s:.1f} s then {second_s * 1000:.1f} ms; load {load_s:.1f} s; fingerprint {fp_s:.2f} s; {fp}")
+
+
+def test_context_length_and_tokenizer_without_the_weights(saved, family):
+    folder, model = saved
+    (folder / "model.safetensors").unlink()  # neither needs the weights
+    expected = model.config.max_position_embeddings if family == "llama" else model.config.n_positions
+    assert models.context_length(folder) == expected
+    assert models.load_tokenizer(folder)("The capital of France is")["input_ids"]
+    with pytest.raises(ModelError, match="does not exist"):
+        models.context_length(folder.parent / "nowhere")

@@ -379,3 +379,33 @@ def test_any_bytes_give_requests_or_input_error(tmp_path, data):
         assert err.message.startswith(str(path)) and err.hint
     else:
         assert requests and text.strip()
+
+
+class _CountingTokenizer:
+    """One token per character; records what it was asked to tokenize."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def __call__(self, texts):
+        self.seen += list(texts)
+        return {"input_ids": [list(range(len(t))) for t in texts]}
+
+
+def test_prompt_lengths_name_the_record_and_tokenize_only_what_might_not_fit():
+    from wdsp_cli.data.prompt_lengths import check_prompt_lengths, request_texts
+    from wdsp_cli.data.requests import EditRequest, LocalityProbe
+
+    short = EditRequest("The capital of {} is", "France", "Berlin", "Paris", ("Say: the capital of France is",),
+                        (LocalityProbe("The capital of Spain is", "Madrid"),), "a", "facts.jsonl:1")
+    assert [what for what, _ in request_texts(short)] == ["prompt + target", "prompt + old target",
+                                                         "paraphrase 1 + target", "neighbour 1 + answer"]
+    tokenizer = _CountingTokenizer()
+    check_prompt_lengths([short] * 1000, tokenizer, context=256, prefix_tokens=14)
+    assert tokenizer.seen == []  # every text is under the byte bound: nothing tokenized
+    long = EditRequest("The capital of {} is", "France", "Berlin", paraphrases=("x " * 150 + "is",),
+                       request_id="b", source="facts.jsonl:2")
+    with pytest.raises(InputError, match=r"facts.jsonl:2: the paraphrase 1 \+ target is 309 tokens, but the model "
+                                         r"reads at most 400 \(100 of them go to the context template"):
+        check_prompt_lengths([short, long, long], _CountingTokenizer(), context=400, prefix_tokens=100)
+    check_prompt_lengths([long], _CountingTokenizer(), context=409, prefix_tokens=100)  # exactly fits

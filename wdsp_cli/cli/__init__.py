@@ -15,7 +15,7 @@ app = typer.Typer(
     "with a Wasserstein distance constraint (WD) and update sparsification (SP).\n\n"
     "A workspace (-w DIR, $WDSP_WORKSPACE, or the current folder) holds one model's editing history. "
     "Once: `wdsp init`, `wdsp covariance`. Each cycle: `wdsp edit FACTS.jsonl --wd --sp`, "
-    "`wdsp evaluate`; `wdsp rollback N` undoes. Exit codes: docs/cli.md.",
+    "`wdsp evaluate`; `wdsp rollback -1` undoes. Exit codes: docs/cli.md.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -52,8 +52,10 @@ def _register() -> None:
     from .rollback import rollback
     from .status import status
 
+    # rollback -1: a negative number is an iteration relative to HEAD, not an unknown option
+    settings = {rollback: {"ignore_unknown_options": True}}
     for command in (init, covariance, edit, evaluate, report, rollback, status, probe, export, bench):
-        app.command(command.__name__)(command)
+        app.command(command.__name__, context_settings=settings.get(command))(command)
 
 
 _register()

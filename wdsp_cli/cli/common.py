@@ -1,8 +1,10 @@
 """What every command shares: the workspace and --json options, error rendering, output.
 
 Conventions: one JSON document on stdout with ``--json``, everything else (logs, progress,
-tables without --json) on stderr or stdout as a human reads it; errors as ``Error: ...`` and
-``Hint: ...`` on stderr with the exit code of the error's class (``errors.EXIT_CODES``).
+tables without --json) on stderr or stdout as a human reads it; progress on stderr, as Rich
+bars on a terminal and as plain lines (``progress_line``, about every 10%) when stderr is a file
+or a pipe; errors as ``Error: ...`` and ``Hint: ...`` on stderr with the exit code of the
+error's class (``errors.EXIT_CODES``).
 ``WDSP_DEBUG=1`` adds the traceback.
 """
 
@@ -46,6 +48,18 @@ def emit_json(document: dict) -> None:
     """One strict JSON document on stdout (NaN -> null)."""
     sys.stdout.write(json.dumps(_clean(document), indent=2, sort_keys=True, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def plain_progress() -> bool:
+    """True when stderr is not a terminal (a log file, a pipe, CI): progress is then written as
+    plain lines (``progress_line``) instead of Rich bars, which draw nothing there."""
+    return not stderr.is_terminal
+
+
+def progress_line(text: str) -> None:
+    """One plain progress line on stderr, flushed at once (so a log shows it as it happens)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def setup_logging(verbose: bool) -> None:

@@ -75,6 +75,8 @@ def covariance(
     Statistics belong to the base model and are reused by every edit. A layer whose statistics
     came from another corpus or token budget is refused unless --force. Under `accelerate launch`
     or `torchrun`, each process reads its share of the corpus and process 0 writes the sums."""
+    import time
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -83,19 +85,37 @@ def covariance(
         TimeElapsedColumn,
     )
 
+    from ..errors import InputError
     from ..jobs.statistics import compute_statistics
-    from .common import open_workspace
+    from .common import open_workspace, plain_progress, progress_line
 
+    if tokens < 1:  # arguments first: nothing is opened or loaded for a bad one
+        raise InputError(f"--tokens must be positive, got {tokens}", hint="e.g. --tokens 100000")
+    wanted = parse_layers(layers)
     ws = open_workspace(workspace)
-    chosen = method_layers(ws, method, parse_layers(layers))
+    chosen = method_layers(ws, method, wanted)
     rank, device, parallel = launched_processes()
+    lines = plain_progress() and rank == 0
     with ws.lock("wdsp covariance") if rank == 0 else contextlib.nullcontext():
+        if lines:
+            progress_line(f"statistics: layers {list(chosen)}, {tokens} tokens of {corpus} "
+                          "(layers that already have them are skipped)")
+        clock, shown = time.perf_counter(), [0]
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done)
+            percent = 100 * done // (total or tokens)
+            if lines and percent // 10 > shown[0] // 10:  # a line every 10% of the tokens
+                shown[0] = percent
+                progress_line(f"statistics: {done}/{total or tokens} tokens ({percent}%), "
+                              f"{time.perf_counter() - clock:.0f} s")
+
         with Progress(TextColumn("statistics"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
-                      TimeElapsedColumn(), console=stderr, transient=True, disable=rank != 0) as bar:
+                      TimeElapsedColumn(), console=stderr, transient=True, disable=rank != 0 or lines) as bar:
             task = bar.add_task("tokens", total=tokens)
             report = compute_statistics(ws, chosen, corpus, tokens, force, text_field=text_field,
-                                        progress=lambda done, total: bar.update(task, completed=done),
-                                        data_parallel=parallel, device=device, write=rank == 0)
+                                        progress=progress, data_parallel=parallel, device=device,
+                                        write=rank == 0)
         if parallel:
             import torch.distributed as dist
 

@@ -95,12 +95,11 @@ def edit(
     from ..data.requests import load_requests
     from ..config import parse_settings
     from ..jobs.edit import run_edit
-    from ..optimisation.targets import OptimisationSettings
-    from .common import open_workspace
+    from .common import open_workspace, plain_progress, progress_line
     from .covariance import parse_layers
 
     ws = open_workspace(workspace)
-    requests = load_requests(facts, format, limit=limit, offset=offset)
+    # argument checks first (no torch), then the lock, then the requests: a second writer is refused at once
     config = resolve_config(ws, method, preset, {
         "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
         "wd_points": wd_points, "wd_reg": wd_reg, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
@@ -108,27 +107,52 @@ def edit(
         "alphaedit_l2": alphaedit_l2}, parse_settings(settings))
     if autocast is not None:  # "none" must be able to clear a preset's value, so not an override
         config = config.replace(autocast_dtype=None if autocast.lower() == "none" else autocast.lower())
-    OptimisationSettings.from_config(config, requests_per_pass)  # refuse a bad --requests-per-pass before the lock
-    with ws.lock("wdsp edit"), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                        TimeElapsedColumn(), console=stderr, transient=True) as bar:
-        batches = bar.add_task("iterations", total=None)
-        step_task = bar.add_task("optimisation steps", total=config.v_num_grad_steps, visible=False)
+    if requests_per_pass is not None and requests_per_pass < 0:  # OptimisationSettings says so too, but needs torch
+        from ..errors import InputError
 
-        def progress(event: str, data: dict) -> None:
-            if event == "iteration":
-                bar.update(batches, total=data["batches"], completed=data["batch"] - 1,
-                           description=f"iteration {data['iteration']} (batch {data['batch']}/{data['batches']}, "
-                                       f"{data['requests']} requests)")
-                bar.reset(step_task, total=data["steps"], visible=True)
-            elif event == "step":
-                bar.update(step_task, completed=data["step"], description=f"optimisation steps ({data['active']} active)")
-            elif event == "committed":
-                bar.advance(batches)
-                stderr.print(f"committed iteration {data['iteration']}: {data['requests']} requests, "
-                             f"{data['seconds']:.1f} s, diff {fmt_bytes(data['diff_bytes'])}")
+        raise InputError(f"requests per pass must be >= 0, not {requests_per_pass}",
+                         hint="give a positive number, or 0 for the whole batch at once")
+    lines = plain_progress()
+    with ws.lock("wdsp edit"):
+        from ..jobs.prompt_fit import check_requests_fit
+        from ..optimisation.targets import OptimisationSettings
 
-        report = run_edit(ws, requests, config, batch_size, resume, progress, source=str(facts),
-                          requests_per_pass=requests_per_pass)
+        requests = load_requests(facts, format, limit=limit, offset=offset)
+        OptimisationSettings.from_config(config, requests_per_pass)
+        check_requests_fit(ws, requests, config)  # a prompt longer than the model's context: before any model work
+        if lines:
+            progress_line(f"edit: {len(requests)} request(s) from {facts}, batches of {batch_size}; "
+                          "loading the statistics and the model")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=stderr, transient=True, disable=lines) as bar:
+            batches = bar.add_task("iterations", total=None)
+            step_task = bar.add_task("optimisation steps", total=config.v_num_grad_steps, visible=False)
+            current = {"iteration": 0, "steps": config.v_num_grad_steps}
+
+            def progress(event: str, data: dict) -> None:
+                if event == "iteration":
+                    bar.update(batches, total=data["batches"], completed=data["batch"] - 1,
+                               description=f"iteration {data['iteration']} (batch {data['batch']}/{data['batches']}, "
+                                           f"{data['requests']} requests)")
+                    bar.reset(step_task, total=data["steps"], visible=True)
+                    current.update(iteration=data["iteration"], steps=data["steps"])
+                    if lines:
+                        progress_line(f"iteration {data['iteration']} (batch {data['batch']}/{data['batches']}, "
+                                      f"{data['requests']} requests): optimising targets, {data['steps']} steps")
+                elif event == "step":
+                    bar.update(step_task, completed=data["step"],
+                               description=f"optimisation steps ({data['active']} active)")
+                    every = max(1, -(-current["steps"] // 10))  # about every 10%
+                    if lines and (data["step"] % every == 0 or data["step"] == current["steps"]):
+                        progress_line(f"iteration {current['iteration']}: step {data['step']}/{current['steps']} "
+                                      f"({data['active']} active)")
+                elif event == "committed":
+                    bar.advance(batches)
+                    stderr.print(f"committed iteration {data['iteration']}: {data['requests']} requests, "
+                                 f"{data['seconds']:.1f} s, diff {fmt_bytes(data['diff_bytes'])}")
+
+            report = run_edit(ws, requests, config, batch_size, resume, progress, source=str(facts),
+                              requests_per_pass=requests_per_pass)
     report["config"] = config.to_dict()
     if json:
         emit_json(report)

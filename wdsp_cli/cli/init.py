@@ -39,15 +39,20 @@ def init(
     json: bool = JsonOption,
 ) -> None:
     """Create a workspace for MODEL: records where it comes from and its weights' fingerprint."""
+    from ..errors import WorkspaceError
+    from ..workspace.store import Workspace, find_root
+
+    placement = {"device": device, "device_map": parse_device_map(device_map)}
+    root = find_root(workspace)
+    if (root / "workspace.json").exists():  # refused before the model loads (seconds to minutes)
+        Workspace.open(root)  # a newer schema is reported as such
+        raise WorkspaceError(f"{root} is already a workspace",
+                             hint=f"use it as it is (wdsp status -w {root}), or pick another folder with -w/--workspace")
+
     from ..config import default_config_for
     from ..model.loading import load_model
     from ..workspace.checkout import describe_model
-    from ..workspace.store import Workspace, find_root
 
-    root = find_root(workspace)
-    if (root / "workspace.json").exists():
-        Workspace.open(root)  # a newer schema is reported as such
-    placement = {"device": device, "device_map": parse_device_map(device_map)}
     loaded, _ = load_model(model, dtype=dtype, **placement)
     info = describe_model(model, loaded, placement)
     ws = Workspace.create(root, info)

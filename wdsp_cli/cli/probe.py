@@ -22,13 +22,16 @@ def probe(
     """Top next tokens with probabilities and a greedy continuation, per iteration."""
     from rich.table import Table
 
-    from ..jobs.probe import run_probe
     from .common import open_workspace
 
     ws = open_workspace(workspace)
     iterations = list(iteration or [ws.head])
     if base and 0 not in iterations:
         iterations.insert(0, 0)
+    for t in iterations:  # an iteration not in the workspace is refused before torch is imported
+        ws.check_iteration(t)
+    from ..jobs.probe import run_probe
+
     document = run_probe(ws, prompt, iterations, top, max_new_tokens)
     if json:
         emit_json(document)

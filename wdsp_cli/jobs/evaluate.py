@@ -1,7 +1,7 @@
 """Evaluating a workspace's iteration: its own requests, and every request edited so far.
 
 Public API:
-    run_evaluate(workspace, iteration=None, retention=True, base=None) -> dict (also stored)
+    run_evaluate(workspace, iteration=None, retention=True, current=None) -> dict (also stored)
 
 ``latest``: the metrics of iteration t's requests on the model at t; ``all``: of the requests of
 iterations 1..t (retention: do earlier edits survive later ones?). Metrics: CounterFact's when

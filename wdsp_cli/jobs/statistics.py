@@ -6,6 +6,7 @@ Public API:
     plan_statistics(workspace, layers, identity, tokens, force) -> (to_compute, reused)
     compute_statistics(workspace, layers, corpus_spec, tokens, force, progress) -> report dict
     load_second_moments(workspace, layers) -> {layer: C_l}
+    covariance_command(workspace, layers) -> str   the `wdsp covariance` to paste, matching the stored statistics
     load_derived(workspace, name, layer, params, compute)  a method's per-layer state, computed once and kept
 
 A layer's stored statistics *match* a request when they were made from the same corpus identity
@@ -112,6 +113,34 @@ def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec:
     return report
 
 
+def covariance_command(workspace: Workspace, layers: Sequence[int]) -> str:
+    """The ``wdsp covariance`` command (to paste) for ``layers`` with the corpus and token budget
+    of the statistics already in the workspace (the first layer that has some), so the new layers
+    match the others; the defaults when there are none."""
+    import shlex
+
+    parts = ["wdsp", "covariance", "-w", str(workspace.root), "--layers", ",".join(str(l) for l in layers)]
+    for layer in range(int(workspace.model.get("num_layers") or 0)):
+        meta = stored_metadata(workspace, layer)
+        if not meta:
+            continue
+        try:
+            corpus = json.loads(meta.get("corpus", "null")) or {}
+        except ValueError:
+            corpus = {}
+        kind = corpus.get("kind")
+        spec = MODEL_SAMPLES if kind == MODEL_SAMPLES else corpus.get("path") if kind != "hub" else \
+            corpus.get("name", "") + (f":{corpus['config']}" if corpus.get("config") else "")
+        if spec:
+            parts += ["--corpus", spec]
+            if corpus.get("text_field") not in (None, "text"):
+                parts += ["--text-field", corpus["text_field"]]
+        if str(meta.get("max_tokens", "")).isdigit():
+            parts += ["--tokens", meta["max_tokens"]]
+        break
+    return " ".join(shlex.quote(part) for part in parts)
+
+
 def load_second_moments(workspace: Workspace, layers: Sequence[int]) -> dict:
     """{layer: C_l [d_in, d_in]} for ``layers``; StatisticsError naming the missing ones."""
     from ..statistics.covariance import load_layer_statistics
@@ -119,14 +148,13 @@ def load_second_moments(workspace: Workspace, layers: Sequence[int]) -> dict:
     missing = [l for l in layers if not workspace.statistics_path(l).is_file()]
     if missing:
         raise StatisticsError(f"no covariance statistics for layer(s) {missing} in {workspace.root}",
-                              hint="compute them first: wdsp covariance --layers "
-                                   + ",".join(str(l) for l in layers))
+                              hint="compute them first: " + covariance_command(workspace, layers))
     moments = {}
     for layer in layers:
         stats = load_layer_statistics(workspace.statistics_path(layer))
         if stats.metadata.get("model") != workspace.model["fingerprint"]:
             raise StatisticsError(f"the statistics of layer {layer} were computed on another model",
-                                  hint="recompute them: wdsp covariance --force")
+                                  hint="recompute them: " + covariance_command(workspace, layers) + " --force")
         moments[layer] = stats.second_moment
     return moments
 

@@ -21,10 +21,12 @@ the dotted paths below; the block must be additive (h_out = h_in + attn + mlp).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:  # torch is imported where it is used: opening a workspace stays torch-free
+    import torch
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ def _is_conv1d(module: torch.nn.Module) -> bool:
 
 def weight_out_in(module: torch.nn.Module) -> torch.Tensor:
     """The weight as a [d_out, d_in] view (a transpose view for Conv1D)."""
+    import torch
+
     if _is_conv1d(module):
         return module.weight.T
     if isinstance(module, torch.nn.Linear):

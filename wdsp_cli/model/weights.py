@@ -18,12 +18,14 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import EditError, WdspError
 from ..workspace.atomic import atomic_write_bytes
 from .architectures import module_by_name, weight_out_in
+
+if TYPE_CHECKING:  # torch is imported where it is used: opening a workspace stays torch-free
+    import torch
 
 FORMAT = "wdsp-factors-v1"
 
@@ -37,6 +39,8 @@ class LayerUpdate:
     right: torch.Tensor
 
     def __post_init__(self) -> None:
+        import torch
+
         if self.left.ndim != 2 or self.right.ndim != 2 or self.left.shape[1] != self.right.shape[1]:
             raise EditError(f"malformed factors for {self.module}: {tuple(self.left.shape)} and "
                             f"{tuple(self.right.shape)}", hint="left is [d_out, r] and right [d_in, r]")
@@ -48,6 +52,8 @@ class LayerUpdate:
         return (self.left.double() @ self.right.double().T).float()
 
     def is_finite(self) -> bool:
+        import torch
+
         return bool(torch.isfinite(self.left).all() and torch.isfinite(self.right).all())
 
     @property
@@ -124,6 +130,8 @@ class WeightState:
 
     def _master(self, module: str) -> torch.Tensor:
         if module not in self.master:
+            import torch
+
             weight = weight_out_in(module_by_name(self.model, module))
             if weight.is_meta:
                 raise EditError(f"the weights of {module} are offloaded (on the meta device), so they cannot be "
@@ -138,6 +146,8 @@ class WeightState:
     def original_weights(self) -> Iterator[None]:
         """Temporarily put the weights as they were before this state touched them back into the
         model (e.g. the base model, to compare against); the edited ones are restored on exit."""
+        import torch
+
         try:
             with torch.no_grad():
                 for module, value in self.original.items():
@@ -148,10 +158,12 @@ class WeightState:
             for module in self.original:
                 self._write(module)
 
-    @torch.no_grad()
     def _write(self, module: str) -> None:
+        import torch
+
         weight = weight_out_in(module_by_name(self.model, module))
-        weight.copy_(self.master[module].to(weight.device, weight.dtype))
+        with torch.no_grad():
+            weight.copy_(self.master[module].to(weight.device, weight.dtype))
 
     def apply(self, update: LayerUpdate) -> None:
         master = self._master(update.module)

@@ -45,7 +45,7 @@ def init(
     from ..workspace.store import Workspace, find_root
 
     root = find_root(workspace)
-    if (root / "workspace.json").exists():
+    if Workspace.exists(root):
         Workspace.open(root)  # a newer schema is reported as such
     placement = {"device": device, "device_map": parse_device_map(device_map)}
     loaded, _ = load_model(model, dtype=dtype, **placement)

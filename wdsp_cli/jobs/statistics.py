@@ -40,17 +40,9 @@ def _normal(value) -> object:
 
 
 def stored_metadata(workspace: Workspace, layer: int) -> dict | None:
-    """The metadata of layer ``layer``'s statistics file, or None if there is none (header only)."""
-    from safetensors import safe_open
-
-    path = workspace.statistics_path(layer)
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except Exception:  # a torn file: treat as absent, it will be recomputed
-        return None
+    """The metadata of layer ``layer``'s statistics file, or None if there is none (header only;
+    a torn file counts as none, so it is recomputed)."""
+    return workspace.statistics_metadata(layer)
 
 
 def plan_statistics(workspace: Workspace, layers: Sequence[int], identity: dict, tokens: int,
@@ -87,7 +79,7 @@ def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec:
     per layer (each file written atomically as soon as the pass ends). Returns a report.
     ``data_parallel``: one process of a torch.distributed group (``covariance.compute_covariance``);
     the model goes to ``device``; only the process with ``write`` stores the files."""
-    from ..statistics.covariance import compute_covariance, save_layer_statistics
+    from ..statistics.covariance import compute_covariance
     from ..workspace.checkout import load_base
 
     if tokens < 1:
@@ -106,7 +98,7 @@ def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec:
     stats = compute_covariance(model, tokenizer, compute, corpus, max_tokens=tokens, progress=progress,
                                metadata={"model": fingerprint}, data_parallel=data_parallel)
     for layer, layer_stats in stats.items() if write else ():
-        save_layer_statistics(workspace.statistics_path(layer), layer_stats)
+        workspace.save_statistics(layer_stats)
     report["seconds"] = round(time.perf_counter() - clock, 2)
     report["token_count"] = next(iter(stats.values())).token_count
     return report
@@ -136,26 +128,20 @@ def load_projections(workspace: Workspace, layers: Sequence[int], threshold: flo
     ``load_second_moments`` returns them, so they are not read twice), kept in
     statistics/nullspace-<l>.safetensors with the threshold and the statistics' creation time; one
     is recomputed when either differs (new statistics, another threshold)."""
-    from safetensors.torch import load_file, save
-
     from ..methods.nullspace import null_space_projection
-    from ..workspace.atomic import atomic_write_bytes
 
     out = {}
     for layer in layers:
         stats_meta = stored_metadata(workspace, layer) or {}
         wanted = {"threshold": repr(float(threshold)), "statistics_created_at": stats_meta.get("created_at", "")}
-        path = workspace.root / "statistics" / f"nullspace-{layer:03d}.safetensors"
-        meta = None
-        if path.is_file():
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                meta = {k: v for k, v in (handle.metadata() or {}).items() if k in wanted}
-        if meta == wanted:
-            out[layer] = load_file(str(path))["projection"]
-            continue
+        stored = workspace.nullspace_metadata(layer)  # None when absent or torn: computed again
+        if stored is not None and {k: v for k, v in stored.items() if k in wanted} == wanted:
+            try:
+                out[layer] = workspace.nullspace(layer)
+                continue
+            except Exception:  # noqa: BLE001 - a torn tensor behind a good header: computed again
+                pass
         projection, rank = null_space_projection(moments[layer], threshold)
-        atomic_write_bytes(path, save({"projection": projection.contiguous()}, metadata={**wanted, "rank": str(rank)}))
+        workspace.save_nullspace(layer, projection, {**wanted, "rank": str(rank)})
         out[layer] = projection
     return out

@@ -31,15 +31,13 @@ def workspace_status(workspace: Workspace) -> dict:
             "score": evaluation["latest"].get("score") if evaluation else None,
         })
     statistics = []
-    folder = workspace.root / "statistics"
-    for path in sorted(folder.glob("layer-*.safetensors")) if folder.is_dir() else []:
-        meta = stored_metadata(workspace, int(path.stem.split("-")[1])) or {}
+    for layer in workspace.statistics_layers():
+        meta = stored_metadata(workspace, layer) or {}
         corpus = json.loads(meta.get("corpus", "{}") or "{}")
-        statistics.append({"layer": int(path.stem.split("-")[1]), "tokens": int(meta.get("token_count", 0)),
+        statistics.append({"layer": layer, "tokens": int(meta.get("token_count", 0)),
                            "corpus": corpus.get("kind"), "created_at": meta.get("created_at")})
-    archive = workspace.root / "archive"
     config = workspace.config()
     return {"workspace": str(workspace.root), "schema_version": workspace.info["schema_version"],
             "model": workspace.model, "head": head, "iterations": iterations, "statistics": statistics,
-            "archived_sets": sorted(p.name for p in archive.iterdir()) if archive.is_dir() else [],
+            "archived_sets": workspace.archived_sets(),
             "config": config.to_dict() if config else None}

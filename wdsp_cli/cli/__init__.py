@@ -42,6 +42,7 @@ def root(
 
 def _register() -> None:
     from .bench import bench
+    from .check import check
     from .covariance import covariance
     from .edit import edit
     from .evaluate import evaluate
@@ -52,7 +53,7 @@ def _register() -> None:
     from .rollback import rollback
     from .status import status
 
-    for command in (init, covariance, edit, evaluate, report, rollback, status, probe, export, bench):
+    for command in (init, covariance, edit, evaluate, report, rollback, status, check, probe, export, bench):
         app.command(command.__name__)(command)
 
 

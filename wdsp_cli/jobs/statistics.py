@@ -14,6 +14,7 @@ A layer's stored statistics *match* a request when they were made from the same 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -136,11 +137,10 @@ def load_projections(workspace: Workspace, layers: Sequence[int], threshold: flo
         wanted = {"threshold": repr(float(threshold)), "statistics_created_at": stats_meta.get("created_at", "")}
         stored = workspace.nullspace_metadata(layer)  # None when absent or torn: computed again
         if stored is not None and {k: v for k, v in stored.items() if k in wanted} == wanted:
-            try:
+            with contextlib.suppress(Exception):  # a torn tensor behind a good header: computed again
                 out[layer] = workspace.nullspace(layer)
-                continue
-            except Exception:  # noqa: BLE001 - a torn tensor behind a good header: computed again
-                pass
+        if layer in out:
+            continue
         projection, rank = null_space_projection(moments[layer], threshold)
         workspace.save_nullspace(layer, projection, {**wanted, "rank": str(rank)})
         out[layer] = projection

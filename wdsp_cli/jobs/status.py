@@ -2,13 +2,18 @@
 
 Public API:
     workspace_status(workspace) -> dict
+
+The document's ``problems`` are the cheap checks of ``check.quick_problems`` (HEAD past the
+last iteration, missing, empty or truncated files); ``wdsp check`` reads every file.
 """
 
 from __future__ import annotations
 
 import json
 
+from ..errors import WorkspaceError
 from ..workspace.store import Workspace
+from .check import quick_problems
 from .statistics import stored_metadata
 
 
@@ -18,10 +23,16 @@ def workspace_status(workspace: Workspace) -> dict:
     head = workspace.head
     iterations = []
     for t in workspace.iterations():
-        record = workspace.record(t)
+        try:
+            record = workspace.record(t)
+        except WorkspaceError:  # listed in problems
+            record = {}
         config = record.get("config", {})
         summary = record.get("summary", {})
-        evaluation = workspace.evaluation(t)
+        try:
+            evaluation = workspace.evaluation(t)
+        except WorkspaceError:
+            evaluation = None
         iterations.append({
             "iteration": t, "created_at": record.get("created_at"), "method": config.get("method"),
             "wd": bool(config.get("wd")), "sp": bool(config.get("sp")), "requests": summary.get("requests"),
@@ -40,4 +51,4 @@ def workspace_status(workspace: Workspace) -> dict:
     return {"workspace": str(workspace.root), "schema_version": workspace.info["schema_version"],
             "model": workspace.model, "head": head, "iterations": iterations, "statistics": statistics,
             "archived_sets": workspace.archived_sets(),
-            "config": config.to_dict() if config else None}
+            "config": config.to_dict() if config else None, "problems": quick_problems(workspace)}

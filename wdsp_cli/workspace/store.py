@@ -290,7 +290,10 @@ class Workspace:
                                       "iterations before the gap (`wdsp check` for details)")
 
     def record(self, iteration: int) -> dict:
-        return _read_json(self.iteration_files(iteration)["record"], f"record of iteration {iteration}")
+        path = self.iteration_files(iteration)["record"]
+        if not path.exists():
+            self.check_iteration(iteration)  # says so when HEAD names an iteration that is not there
+        return _read_json(path, f"record of iteration {iteration}")
 
     def _damaged(self, iteration: int, what: str, error: Exception) -> WorkspaceError:
         return WorkspaceError(f"the {what} of iteration {iteration} is damaged: {error}",

@@ -79,3 +79,126 @@ def test_partial_iterations_are_removed_under_the_lock(tmp_path):
     assert ws.iterations() == []
     with ws.lock("test"):
         assert not partial.exists()
+
+
+def test_leftover_temporaries_are_removed_under_the_lock(tmp_path):
+    ws = Workspace.create(tmp_path, MODEL)
+    (tmp_path / "statistics").mkdir()
+    planted = [tmp_path / ".HEAD.x1y2z3.tmp", tmp_path / ".context-templates.json.abcd.tmp",
+               tmp_path / ".config.json.9q.tmp", tmp_path / "statistics" / ".layer-002.safetensors.77.ef01.tmp"]
+    for path in planted:
+        path.write_bytes(b"torn")
+    kept = [tmp_path / "notes.tmp", tmp_path / "statistics" / "layer-002.safetensors"]
+    for path in kept:
+        path.write_bytes(b"not ours to delete")
+    with ws.lock("test"):
+        assert not any(p.exists() for p in planted) and all(p.exists() for p in kept)
+    planted[0].write_bytes(b"torn")
+    assert ws.leftovers() == [planted[0]]
+
+
+def test_an_older_workspace_is_migrated_once_under_the_lock(tmp_path, monkeypatch):
+    from wdsp_cli.errors import WorkspaceBusy
+    from wdsp_cli.workspace import store
+
+    Workspace.create(tmp_path, MODEL)
+    calls = []
+
+    def to_2(ws):
+        assert ws.info["schema_version"] == 1
+        with pytest.raises(WorkspaceBusy), Workspace(ws.root, ws.info).lock("another"):  # held while it runs
+            pass
+        calls.append(ws.root)
+        (ws.root / "HEAD").write_text("0\n")
+
+    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store, "MIGRATIONS", {1: to_2})
+    assert Workspace.open(tmp_path).info["schema_version"] == 2
+    assert Workspace.open(tmp_path).info["schema_version"] == 2 and calls == [tmp_path]
+    info = json.loads((tmp_path / "workspace.json").read_text())
+    assert info["schema_version"] == 2 and info["migrated"][0]["from"] == 1
+
+
+def test_a_failed_migration_leaves_the_version_and_one_missing_is_refused(tmp_path, monkeypatch):
+    from wdsp_cli.workspace import store
+
+    Workspace.create(tmp_path, MODEL)
+    before = (tmp_path / "workspace.json").read_bytes()
+
+    def broken(ws):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store, "MIGRATIONS", {1: broken})
+    with pytest.raises(OSError):
+        Workspace.open(tmp_path)
+    assert (tmp_path / "workspace.json").read_bytes() == before
+    monkeypatch.setattr(store, "MIGRATIONS", {})
+    with pytest.raises(WorkspaceError, match="no migration"):
+        Workspace.open(tmp_path)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_follow_the_umask(tmp_path, umask, mode):
+    import os
+    import stat
+
+    previous = os.umask(umask)
+    try:
+        ws = Workspace.create(tmp_path / "ws", MODEL)
+        ws.commit_iteration(1, diff(), [REQUEST], {}, keys={1: torch.ones(2, 128)})
+        ws.save_evaluation(1, {"latest": {}})
+    finally:
+        os.umask(previous)
+    files = [p for p in (tmp_path / "ws").rglob("*") if p.is_file() and p.name != ".lock"]
+    assert len(files) == 7
+    assert {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in files} == \
+        {str(p.relative_to(tmp_path)): mode for p in files}
+
+
+_WRITER = """
+import hashlib, sys, torch
+sys.path.insert(0, {tests!r})
+from test_workspace import diff, REQUEST, MODEL
+from wdsp_cli.statistics.covariance import LayerStatistics, save_layer_statistics
+from wdsp_cli.workspace.store import Workspace
+
+ws = Workspace.create(sys.argv[1], MODEL)
+ws.commit_iteration(1, diff(2.0), [REQUEST], {{}}, keys={{3: torch.ones(2, 128), 1: torch.zeros(2, 128)}})
+meta = {{"model": MODEL["fingerprint"], "corpus": '{{"kind": "file"}}', "seq_len": "256", "max_tokens": "9",
+        "created_at": "2026-01-01T00:00:00+00:00", "wdsp_version": "x", "zeta": "1", "alpha": "2"}}
+(ws.root / "statistics").mkdir(exist_ok=True)
+save_layer_statistics(ws.statistics_path(1),
+                      LayerStatistics(1, "model.layers.1.mlp.down_proj", torch.eye(128), 9, "float32", meta))
+if hasattr(ws, "save_nullspace"):
+    ws.save_nullspace(1, torch.eye(128), {{"threshold": "0.01", "statistics_created_at": "t", "rank": "3"}})
+for name in ("iterations/000001/diff.safetensors", "iterations/000001/keys.safetensors",
+             "statistics/layer-001.safetensors", "statistics/nullspace-001.safetensors"):
+    if not (ws.root / name).exists():
+        continue
+    print(name, hashlib.sha256((ws.root / name).read_bytes()).hexdigest())
+"""
+
+
+def test_safetensors_files_are_byte_reproducible_across_processes(tmp_path):
+    """safetensors orders metadata as a per-process hash map: four processes used to disagree."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    script = _WRITER.format(tests=tests)
+    digests = set()
+    for seed in range(4):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"ws{seed}")], env=env, check=True,
+                             capture_output=True, text=True, cwd=Path(tests).parent).stdout
+        digests.add(out)
+    assert len(digests) == 1, digests
+    from wdsp_cli.workspace.tensorfile import read_metadata
+
+    loaded = Workspace.open(tmp_path / "ws0")
+    assert torch.equal(loaded.diff(1).updates[0].left, diff(2.0).updates[0].left)
+    assert sorted(loaded.keys(1)) == [1, 3] and torch.equal(loaded.nullspace(1), torch.eye(128))
+    assert read_metadata(loaded.statistics_path(1))["alpha"] == "2"

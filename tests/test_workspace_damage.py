@@ -116,3 +116,11 @@ def test_leftovers_of_killed_writers_are_removed_by_the_next_command(ws):
         sorted(str(p.relative_to(ws)) for p in planted)
     wdsp("rollback", 1, "-w", ws)
     assert not any(p.exists() for p in planted) and keep.read_text() == "mine"
+
+
+def test_a_damaged_config_is_a_warning_in_status_and_a_problem_in_check(ws):
+    (ws / "config.json").write_text('{"method": ')
+    problems = json.loads(wdsp("status", "-w", ws, "--json").stdout)["problems"]
+    assert [p["file"] for p in problems] == ["config.json"] and "delete it" in problems[0]["repair"]
+    document = json.loads(wdsp("check", "-w", ws, "--json", code=6).stdout)
+    assert [p["file"] for p in document["problems"]] == ["config.json"]

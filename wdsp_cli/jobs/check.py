@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from ..errors import WdspError
-from ..workspace.store import Workspace
+from ..workspace.store import WORKSPACE_FILE, Workspace
 
 
 def _problem(workspace: Workspace, path: Path, problem: str, repair: str) -> dict:
@@ -175,7 +175,7 @@ def check_workspace(workspace: Workspace) -> dict:
 
     committed = workspace.iterations()
     head = _head(workspace)
-    checked += ["workspace.json"] + (["HEAD"] if workspace.head_path.is_file() else [])
+    checked += [WORKSPACE_FILE] + (["HEAD"] if workspace.head_path.is_file() else [])
     if readable(workspace.config_path):
         try:
             EditConfig.from_json(workspace.config_path.read_text(encoding="utf-8"))

@@ -47,8 +47,14 @@ def workspace_status(workspace: Workspace) -> dict:
         corpus = json.loads(meta.get("corpus", "{}") or "{}")
         statistics.append({"layer": layer, "tokens": int(meta.get("token_count", 0)),
                            "corpus": corpus.get("kind"), "created_at": meta.get("created_at")})
-    config = workspace.config()
+    problems = quick_problems(workspace)
+    try:
+        config = workspace.config()
+    except WorkspaceError as exc:
+        config = None
+        if not any(p["file"] == "config.json" for p in problems):
+            problems.append({"file": "config.json", "problem": exc.message, "repair": exc.hint})
     return {"workspace": str(workspace.root), "schema_version": workspace.info["schema_version"],
             "model": workspace.model, "head": head, "iterations": iterations, "statistics": statistics,
             "archived_sets": workspace.archived_sets(),
-            "config": config.to_dict() if config else None, "problems": quick_problems(workspace)}
+            "config": config.to_dict() if config else None, "problems": problems}

@@ -61,7 +61,7 @@ from typing import Any
 from .. import __version__
 from ..config import EditConfig
 from ..data.requests import EditRequest, request_from_dict, request_to_dict
-from ..errors import EditError, WorkspaceBusy, WorkspaceError
+from ..errors import EditError, WdspError, WorkspaceBusy, WorkspaceError
 from ..model.weights import WeightDiff
 from .atomic import (
     atomic_write_bytes,
@@ -489,8 +489,16 @@ class Workspace:
         return self.root / "config.json"
 
     def config(self) -> EditConfig | None:
+        """The latest edit's configuration, None before the first edit; WorkspaceError if damaged."""
         path = self.config_path
-        return EditConfig.from_json(path.read_text(encoding="utf-8")) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return EditConfig.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError, WdspError) as exc:
+            raise WorkspaceError(f"config.json is unreadable: {getattr(exc, 'message', exc)}",
+                                 hint="delete it (it holds only the next edit's defaults) or restore it from a "
+                                      "backup; `wdsp check` lists every problem") from None
 
     def save_config(self, config: EditConfig) -> None:
         atomic_write_text(self.config_path, config.to_json())

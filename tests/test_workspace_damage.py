@@ -124,3 +124,12 @@ def test_a_damaged_config_is_a_warning_in_status_and_a_problem_in_check(ws):
     assert [p["file"] for p in problems] == ["config.json"] and "delete it" in problems[0]["repair"]
     document = json.loads(wdsp("check", "-w", ws, "--json", code=6).stdout)
     assert [p["file"] for p in document["problems"]] == ["config.json"]
+
+
+def test_a_head_that_is_not_a_number_is_repaired_by_the_rollback_it_suggests(ws):
+    (ws / "HEAD").write_text("seven\n")
+    result = wdsp("status", "-w", ws, code=6)
+    assert "wdsp rollback 2" in result.stderr
+    assert "wdsp rollback 2" in wdsp("check", "-w", ws, code=6).stdout
+    wdsp("rollback", 2, "-w", ws)
+    wdsp("check", "-w", ws)

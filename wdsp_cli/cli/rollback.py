@@ -23,7 +23,7 @@ def rollback(
 
     ws = open_workspace(workspace)
     with ws.lock("wdsp rollback"):
-        previous = ws.head
+        previous = ws.head_or_none()  # None: HEAD was damaged, and this repairs it
         ws.set_head(iteration)
     kept = [t for t in ws.iterations() if t > iteration]
     document = {"head": iteration, "previous_head": previous, "kept_after_head": kept}

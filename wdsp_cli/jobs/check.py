@@ -32,13 +32,6 @@ def _rollback(good: list[int]) -> str:
     return f"wdsp rollback {good[-1] if good else 0}"
 
 
-def _head(workspace: Workspace) -> int | None:
-    try:
-        return workspace.head
-    except WdspError:
-        return None
-
-
 def _last_good_before(committed: list[int], bad: int) -> list[int]:
     """The contiguous committed iterations 1..k before ``bad``."""
     good = []
@@ -64,7 +57,7 @@ def quick_problems(workspace: Workspace) -> list[dict]:
     files, and diffs whose size differs from the one recorded when they were written."""
     problems = []
     committed = workspace.iterations()
-    head = _head(workspace)
+    head = workspace.head_or_none()
     if head is None:
         problems.append(_problem(workspace, workspace.head_path, "HEAD does not hold an iteration number",
                                  f"`{_rollback(committed)}`"))
@@ -174,7 +167,7 @@ def check_workspace(workspace: Workspace) -> dict:
         return path.is_file() and rel not in seen
 
     committed = workspace.iterations()
-    head = _head(workspace)
+    head = workspace.head_or_none()
     checked += [WORKSPACE_FILE] + (["HEAD"] if workspace.head_path.is_file() else [])
     if readable(workspace.config_path):
         try:

@@ -33,7 +33,7 @@ the new ``schema_version`` atomically after each one; a newer workspace is refus
 Public API:
     SCHEMA_VERSION, MIGRATIONS, Workspace.create(root, model) / Workspace.open(root) /
     Workspace.exists(root), find_root(path), now()
-    Workspace: .head / .set_head(t) / .iterations() / .numbered_iterations() / .iteration_dir(t)
+    Workspace: .head / .head_or_none() / .set_head(t) / .iterations() / .numbered_iterations() / .iteration_dir(t)
                .iteration_files(t) / .record(t) / .diff(t) / .requests(t) / .keys(t)
                .commit_iteration(t, diff, requests, record, keys=...) / .archive_after(t) / .archived_sets()
                .lock() / .leftovers()
@@ -244,6 +244,13 @@ class Workspace:
             raise WorkspaceError(f"HEAD holds {text!r}, not an iteration number",
                                  hint=f"make the last good iteration current: {self._rollback_hint()}") from None
 
+    def head_or_none(self) -> int | None:
+        """HEAD, or None when it does not hold a number (a damaged workspace)."""
+        try:
+            return self.head
+        except WorkspaceError:
+            return None
+
     def set_head(self, iteration: int) -> None:
         self.check_iteration(iteration)
         atomic_write_text(self.head_path, f"{iteration}\n")
@@ -277,7 +284,7 @@ class Workspace:
         committed = self.iterations()
         if iteration != 0 and iteration not in committed:
             have = f"0-{committed[-1]}" if committed else "only 0 (the base model)"
-            if self.head_path.exists() and self.head == iteration:
+            if self.head_or_none() == iteration:
                 raise WorkspaceError(f"HEAD names iteration {iteration}, which is not in the workspace (it has "
                                      f"{have}): HEAD was moved by hand or the workspace was copied in part",
                                      hint=f"make the last committed iteration current: {self._rollback_hint()}")

@@ -88,7 +88,8 @@ def test_leftover_temporaries_are_removed_under_the_lock(tmp_path):
                tmp_path / ".config.json.9q.tmp", tmp_path / "statistics" / ".layer-002.safetensors.77.ef01.tmp"]
     for path in planted:
         path.write_bytes(b"torn")
-    kept = [tmp_path / "notes.tmp", tmp_path / "statistics" / "layer-002.safetensors"]
+    kept = [tmp_path / "notes.tmp", tmp_path / ".mine.tmp", tmp_path / ".notes.txt.bak.tmp",
+            tmp_path / "statistics" / "layer-002.safetensors"]
     for path in kept:
         path.write_bytes(b"not ours to delete")
     with ws.lock("test"):
@@ -202,3 +203,21 @@ def test_safetensors_files_are_byte_reproducible_across_processes(tmp_path):
     assert torch.equal(loaded.diff(1).updates[0].left, diff(2.0).updates[0].left)
     assert sorted(loaded.keys(1)) == [1, 3] and torch.equal(loaded.nullspace(1), torch.eye(128))
     assert read_metadata(loaded.statistics_path(1))["alpha"] == "2"
+
+
+def test_a_damaged_iteration_file_is_a_workspace_error_naming_the_rollback(tmp_path):
+    ws = Workspace.create(tmp_path, MODEL)
+    for t in (1, 2):
+        ws.commit_iteration(t, diff(t), [REQUEST], {}, keys={1: torch.ones(2, 128)})
+    files = ws.iteration_files(2)
+    files["diff"].write_bytes(files["diff"].read_bytes()[:64])
+    files["keys"].write_bytes(b"")
+    files["requests"].write_text("{")
+    for read in (ws.diff, ws.keys, ws.requests):
+        with pytest.raises(WorkspaceError, match="iteration 2 is damaged") as caught:
+            read(2)
+        assert caught.value.exit_code == 6 and "wdsp rollback 1" in caught.value.hint
+    (tmp_path / "HEAD").write_text("5\n")
+    with pytest.raises(WorkspaceError, match="HEAD names iteration 5") as caught:
+        ws.record(5)
+    assert "wdsp rollback 2" in caught.value.hint and "backup" not in caught.value.hint

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, ModelError
-from ..workspace.atomic import atomic_write_text, fsync_dir, fsync_tree
+from ..workspace.atomic import atomic_write_text, folder_mode, fsync_dir, fsync_tree
 from .architectures import supported_model_types, template_for
 
 log = logging.getLogger(__name__)
@@ -261,6 +261,7 @@ def provision_default_model(cache_dir: Path | None = None) -> Path:
 
     tmp = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{DEFAULT_MODEL}.tmp-"))
     try:
+        os.chmod(tmp, folder_mode())  # mkdtemp's 0700 would hide a shared cache from its other users
         log.info("converting %s into %s (once; this takes 15-55 s)", gguf, target)
         started = time.perf_counter()
         try:

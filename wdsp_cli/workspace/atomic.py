@@ -12,8 +12,8 @@ Public API:
     atomic_write_text(path, text)      UTF-8
     rename_folder(tmp, final)          rename a complete folder into place, fsync its parent
     fsync_tree(folder) / fsync_dir(folder)
-    file_mode() -> int                 the mode new files get: 0o666 & ~umask
-    is_temporary(name) -> bool         a leftover of a killed writer (``.<name>.<random>.tmp``)
+    file_mode() -> int / folder_mode() -> int   0o666 / 0o777 masked by the umask
+    is_temporary(name, of=None) -> bool  a leftover of a killed writer (``.<name>.<random>.tmp``)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-_TEMPORARY = re.compile(r"^\..+\.tmp$")
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[^.]+\.tmp$")
 _umask_lock = threading.Lock()
 
 
@@ -48,9 +48,16 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def is_temporary(name: str) -> bool:
-    """Whether ``name`` is a temporary file of ``atomic_write_bytes`` (``.<name>.<random>.tmp``)."""
-    return bool(_TEMPORARY.match(name))
+def folder_mode() -> int:
+    """The permissions a new folder gets: 0o777 masked by the umask (``mkdtemp`` gives 0700)."""
+    return 0o777 & ~_umask()
+
+
+def is_temporary(name: str, of: re.Pattern | None = None) -> bool:
+    """Whether ``name`` is a temporary file of ``atomic_write_bytes`` (``.<target>.<random>.tmp``),
+    and, with ``of``, one whose target's name matches ``of`` (fully)."""
+    match = _TEMPORARY.match(name)
+    return bool(match) and (of is None or bool(of.fullmatch(match["target"])))
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:

@@ -52,6 +52,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -80,8 +81,13 @@ ENV_VAR = "WDSP_WORKSPACE"
 #: Empty: version 1 is the first. A migration writes with this module's atomic writers only.
 MIGRATIONS: dict[int, Callable[[Workspace], None]] = {}
 
-#: The folders whose hidden temporary files (``atomic.is_temporary``) the lock's holder removes.
-_WRITTEN_FOLDERS = (".", "statistics", "evaluations", "iterations")
+#: folder -> the names of the files written there whose temporaries (``.<name>.<random>.tmp``,
+#: ``atomic.is_temporary``) the lock's holder removes; other files, hidden or not, are left alone.
+_WRITTEN_FILES = {
+    ".": re.compile(r"HEAD|workspace\.json|config\.json|context-templates\.json"),
+    "statistics": re.compile(r"(layer|nullspace)-\d+\.safetensors(\.\d+)?"),  # (.<pid>: older writers)
+    "evaluations": re.compile(r"\d+\.json"),
+}
 
 
 def now() -> str:
@@ -212,12 +218,13 @@ class Workspace:
         """What killed writers left: hidden ``.partial-*`` iteration folders and hidden
         ``.<name>.<random>.tmp`` files of the atomic writer, in the workspace's folders."""
         found = []
-        for name in _WRITTEN_FOLDERS:
+        partial = self.root / "iterations"
+        if partial.is_dir():
+            found += [p for p in partial.glob(".partial-*") if p.is_dir()]
+        for name, written in _WRITTEN_FILES.items():
             folder = self.root / name
             if folder.is_dir():
-                found += [p for p in folder.iterdir()
-                          if (p.is_dir() and p.name.startswith(".partial-") and name == "iterations")
-                          or (p.is_file() and is_temporary(p.name))]
+                found += [p for p in folder.iterdir() if p.is_file() and is_temporary(p.name, written)]
         return sorted(found)
 
     def _remove_leftovers(self) -> None:

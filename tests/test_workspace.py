@@ -221,3 +221,25 @@ def test_a_damaged_iteration_file_is_a_workspace_error_naming_the_rollback(tmp_p
     with pytest.raises(WorkspaceError, match="HEAD names iteration 5") as caught:
         ws.record(5)
     assert "wdsp rollback 2" in caught.value.hint and "backup" not in caught.value.hint
+
+
+def test_tensor_files_load_in_safetensors_and_match_its_bytes_with_the_header_sorted():
+    import struct
+
+    from safetensors.torch import load, save
+
+    from wdsp_cli.workspace.tensorfile import tensor_file_bytes
+
+    tensors = {"b": torch.randn(3, 5), "a": torch.arange(7, dtype=torch.float32), "c": torch.zeros(0, 4),
+               "s": torch.tensor(2.5)}
+    meta = {"z": "1", "format": "x", "k": "{\"é\": 1}"}
+    ours = tensor_file_bytes(tensors, meta)
+    theirs = save(tensors, metadata=meta)
+    (n,) = struct.unpack("<Q", theirs[:8])
+    canonical = json.dumps(json.loads(theirs[8:8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert ours[8:].startswith(canonical.encode()) and ours[8 + struct.unpack("<Q", ours[:8])[0]:] == theirs[8 + n:]
+    mixed = {"w": torch.randn(4, 2, dtype=torch.float64), "h": torch.randn(3).to(torch.bfloat16),
+             "i": torch.arange(5), "m": torch.tensor([True, False]), "v": torch.randn(6, 4)[:, 1]}
+    back = load(tensor_file_bytes(mixed))
+    assert back.keys() == mixed.keys() and all(torch.equal(back[k], mixed[k]) for k in mixed)
+    assert tensor_file_bytes(mixed) == tensor_file_bytes(dict(reversed(list(mixed.items()))))

@@ -20,7 +20,7 @@ Public API
     ``token_rows(tokenizer, texts, *, seq_len, max_tokens, max_samples) -> Iterator[list[int]]``
     ``length_sorted_batches(rows, batch_size, pad_id) -> Iterator[(input_ids, attention_mask)]``
     ``save_layer_statistics(path, stats)`` / ``load_layer_statistics(path) -> LayerStatistics``
-    ``layer_statistics_chunks(stats) -> (header, data)``  the file's canonical bytes
+    ``layer_statistics_chunks(stats) -> [header, data]``  the file's canonical bytes
 
 How the corpus becomes forward passes
     Each document is tokenized alone with the tokenizer's default special tokens (a BOS where the
@@ -75,10 +75,10 @@ __all__ = [
     "SecondMomentSum",
     "accumulate_second_moment_sums",
     "compute_covariance",
+    "layer_statistics_chunks",
     "length_sorted_batches",
     "load_layer_statistics",
     "merge_layer_statistics",
-    "layer_statistics_chunks",
     "save_layer_statistics",
     "second_moment_from_sum",
     "token_rows",
@@ -605,7 +605,7 @@ def _run_metadata(model, identity, *, seq_len, max_tokens, max_samples, accumula
 # storage
 
 
-def layer_statistics_chunks(stats: LayerStatistics) -> tuple[bytes, memoryview]:
+def layer_statistics_chunks(stats: LayerStatistics) -> list:
     """``stats`` as a safetensors file (header, data): the tensor ``second_moment`` [d_in, d_in]
     and string metadata ``format``, ``schema_version``, ``layer``, ``module``, ``token_count``,
     ``dtype`` and every entry of ``stats.metadata``, in a canonical order (the same statistics

@@ -243,3 +243,16 @@ def test_tensor_files_load_in_safetensors_and_match_its_bytes_with_the_header_so
     back = load(tensor_file_bytes(mixed))
     assert back.keys() == mixed.keys() and all(torch.equal(back[k], mixed[k]) for k in mixed)
     assert tensor_file_bytes(mixed) == tensor_file_bytes(dict(reversed(list(mixed.items()))))
+
+
+def test_a_torn_null_space_projection_is_computed_again(tmp_path):
+    from wdsp_cli.jobs.statistics import load_projections
+
+    ws = Workspace.create(tmp_path, MODEL)
+    (tmp_path / "statistics").mkdir()
+    moments = {1: torch.diag(torch.tensor([1.0, 1.0, 1e-9, 1e-9]))}
+    first = load_projections(ws, [1], 1e-2, moments)[1]
+    path = ws.nullspace_path(1)
+    path.write_bytes(path.read_bytes()[:40])
+    again = load_projections(ws, [1], 1e-2, moments)[1]
+    assert torch.equal(first, again) and torch.equal(ws.nullspace(1), first)

@@ -42,7 +42,7 @@ already holds a workspace before it loads the model. `rollback -N` counts back f
 | 3 | model: cannot be loaded, or not the workspace's base model (fingerprint) |
 | 4 | statistics: missing for a layer, from another corpus (use --force), or corrupt |
 | 5 | edit refused: a singular system or a non-finite update |
-| 6 | workspace: missing, of a newer schema, damaged, or no such iteration |
+| 6 | workspace: missing, of a newer schema, damaged (`wdsp check` lists each repair), or no such iteration |
 | 7 | workspace busy: another command holds its lock |
 | 130 | interrupted (Ctrl-C); the workspace keeps its last committed iteration |
 """

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,18 +77,6 @@ class BenchSpec:
         return [(f"{m}-{v}-seed{s}", m, v, s) for m in self.methods for v in self.variants for s in self.seeds]
 
 
-def _link_statistics(base: Workspace, run: Workspace, layers) -> None:
-    (run.root / "statistics").mkdir(exist_ok=True)
-    for layer in layers:
-        target = run.statistics_path(layer)
-        if target.exists():
-            continue
-        try:
-            os.link(base.statistics_path(layer), target)
-        except OSError:  # another file system: copy
-            shutil.copyfile(base.statistics_path(layer), target)
-
-
 def _config(spec: BenchSpec, workspace: Workspace, method: str, variant: str, seed: int):
     from ..config import default_config_for
 
@@ -105,7 +92,7 @@ def _open_base(out: Path, spec: BenchSpec, progress: Progress) -> Workspace:
     from ..workspace.checkout import describe_model
 
     root = out / "base"
-    if (root / "workspace.json").exists():
+    if Workspace.exists(root):
         base = Workspace.open(root)
         model = None
     else:
@@ -125,9 +112,9 @@ def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, varia
     from ..jobs.evaluate import run_evaluate
     from ..workspace.checkout import checkout, load_base
 
-    ws = Workspace.open(run_root) if (run_root / "workspace.json").exists() else Workspace.create(run_root, base.model)
+    ws = Workspace.open(run_root) if Workspace.exists(run_root) else Workspace.create(run_root, base.model)
     config = _config(spec, ws, method, variant, seed)
-    _link_statistics(base, ws, config.layers)
+    ws.adopt_statistics(base, config.layers)
     current = None
     with ws.lock("wdsp bench"):
         for t, batch in enumerate(batches, start=1):

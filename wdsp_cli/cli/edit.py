@@ -92,8 +92,8 @@ def edit(
         TimeElapsedColumn,
     )
 
-    from ..data.requests import load_requests
     from ..config import parse_settings
+    from ..data.requests import load_requests
     from ..jobs.edit import run_edit
     from .common import open_workspace, plain_progress, progress_line
     from .covariance import parse_layers

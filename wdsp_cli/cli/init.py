@@ -44,7 +44,7 @@ def init(
 
     placement = {"device": device, "device_map": parse_device_map(device_map)}
     root = find_root(workspace)
-    if (root / "workspace.json").exists():  # refused before the model loads (seconds to minutes)
+    if Workspace.exists(root):  # refused before the model loads (seconds to minutes)
         Workspace.open(root)  # a newer schema is reported as such
         raise WorkspaceError(f"{root} is already a workspace",
                              hint=f"use it as it is (wdsp status -w {root}), or pick another folder with -w/--workspace")

@@ -25,8 +25,8 @@ def rollback(
 
     ws = open_workspace(workspace)
     with ws.lock("wdsp rollback"):
-        previous = ws.head
-        target = previous + iteration if iteration < 0 else iteration
+        previous = ws.head_or_none()  # None: HEAD was damaged, and this repairs it
+        target = (previous or 0) + iteration if iteration < 0 else iteration
         if target < 0:
             raise WorkspaceError(f"HEAD is {previous}, so {iteration} would go back past the base model (0)",
                                  hint=f"go back at most {previous}: wdsp rollback -{previous} (or 0)" if previous

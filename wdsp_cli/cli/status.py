@@ -11,13 +11,17 @@ from .common import (
     fmt_bytes,
     fmt_pct,
     handles_errors,
+    stderr,
     stdout,
 )
 
 
 @handles_errors
 def status(workspace: Path = WorkspaceOption, json: bool = JsonOption) -> None:
-    """Show the workspace: its model, HEAD, statistics and every iteration (reads files only)."""
+    """Show the workspace: its model, HEAD, statistics and every iteration (reads files only).
+
+    Warns (on stderr; `problems` with --json) about damage that names and sizes show: HEAD past
+    the last iteration, missing, empty or truncated files. `wdsp check` reads every file."""
     from rich.table import Table
 
     from ..jobs.status import workspace_status
@@ -38,6 +42,9 @@ def status(workspace: Path = WorkspaceOption, json: bool = JsonOption) -> None:
                                              for (tokens, corpus), layers in groups.items())
                                    if stats else "none (run wdsp covariance)"))
     stdout.print(f"HEAD = {document['head']}")
+    for problem in document["problems"]:
+        stderr.print(f"[bold yellow]Warning:[/] {problem['file']}: {problem['problem']} (repair: {problem['repair']})",
+                     soft_wrap=True)
     if document["iterations"]:
         table = Table()
         for column in ("iter", "created UTC", "method", "reqs", "diff", "dense", "Score", ""):
@@ -50,3 +57,6 @@ def status(workspace: Path = WorkspaceOption, json: bool = JsonOption) -> None:
         stdout.print(table)
     if document["archived_sets"]:
         stdout.print(f"Archived sets of iterations: {', '.join(document['archived_sets'])}")
+    if document["problems"]:
+        stderr.print(f"[bold yellow]Warning:[/] the workspace looks damaged ({len(document['problems'])} problem(s)); "
+                     "run `wdsp check` to read every file and list the repairs", soft_wrap=True)

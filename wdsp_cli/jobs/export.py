@@ -5,7 +5,8 @@ Public API:
 
 Writes ``save_pretrained`` safetensors weights, the tokenizer and ``wdsp-export.json`` (the
 workspace, iteration and base fingerprint) into a temporary sibling folder, then renames it to
-``out``: a crash never leaves a half-written model. Refuses an existing ``out``.
+``out`` (``workspace.atomic``: every file fsynced, then the folder renamed and its parent
+fsynced): a crash never leaves a half-written model. Refuses an existing ``out``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import InputError
+from ..workspace.atomic import atomic_write_text, fsync_tree, rename_folder
 from ..workspace.store import Workspace, now
 
 
@@ -36,11 +38,9 @@ def run_export(workspace: Workspace, out: str | os.PathLike, iteration: int | No
         current.tokenizer.save_pretrained(tmp)
         info = {"workspace": str(workspace.root), "iteration": t, "base_fingerprint": workspace.model["fingerprint"],
                 "exported_at": now()}
-        (tmp / "wdsp-export.json").write_text(json.dumps(info, indent=2, sort_keys=True))
-        for path in tmp.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        os.rename(tmp, out)
+        atomic_write_text(tmp / "wdsp-export.json", json.dumps(info, indent=2, sort_keys=True))
+        fsync_tree(tmp)
+        rename_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

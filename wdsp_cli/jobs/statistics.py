@@ -15,6 +15,7 @@ A layer's stored statistics *match* a request when they were made from the same 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -41,17 +42,9 @@ def _normal(value) -> object:
 
 
 def stored_metadata(workspace: Workspace, layer: int) -> dict | None:
-    """The metadata of layer ``layer``'s statistics file, or None if there is none (header only)."""
-    from safetensors import safe_open
-
-    path = workspace.statistics_path(layer)
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except Exception:  # a torn file: treat as absent, it will be recomputed
-        return None
+    """The metadata of layer ``layer``'s statistics file, or None if there is none (header only;
+    a torn file counts as none, so it is recomputed)."""
+    return workspace.statistics_metadata(layer)
 
 
 def plan_statistics(workspace: Workspace, layers: Sequence[int], identity: dict, tokens: int,
@@ -88,7 +81,7 @@ def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec:
     per layer (each file written atomically as soon as the pass ends). Returns a report.
     ``data_parallel``: one process of a torch.distributed group (``covariance.compute_covariance``);
     the model goes to ``device``; only the process with ``write`` stores the files."""
-    from ..statistics.covariance import compute_covariance, save_layer_statistics
+    from ..statistics.covariance import compute_covariance
     from ..workspace.checkout import load_base
 
     if tokens < 1:
@@ -107,7 +100,7 @@ def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec:
     stats = compute_covariance(model, tokenizer, compute, corpus, max_tokens=tokens, progress=progress,
                                metadata={"model": fingerprint}, data_parallel=data_parallel)
     for layer, layer_stats in stats.items() if write else ():
-        save_layer_statistics(workspace.statistics_path(layer), layer_stats)
+        workspace.save_statistics(layer_stats)
     report["seconds"] = round(time.perf_counter() - clock, 2)
     report["token_count"] = next(iter(stats.values())).token_count
     return report
@@ -160,25 +153,15 @@ def load_second_moments(workspace: Workspace, layers: Sequence[int]) -> dict:
 
 
 def load_derived(workspace: Workspace, name: str, layer: int, params: dict[str, str], compute: Callable[[], object]):
-    """A method's per-layer tensor derived from the statistics (AlphaEdit: "nullspace", P_l), kept
-    in statistics/<name>-<l>.safetensors with ``params`` and the statistics' creation time; it is
-    recomputed (``compute()``) and stored again when either differs (new statistics, another threshold)."""
-    from safetensors import safe_open
-    from safetensors.torch import save
-
-    from ..workspace.atomic import atomic_write_bytes
-
+    """A method's per-layer tensor derived from the statistics (AlphaEdit: "nullspace", P_l), kept in
+    the workspace with ``params`` and the statistics' creation time; ``compute()`` makes it again (and
+    it is stored again) when either differs (new statistics, another threshold) or the file is torn."""
     stats_meta = stored_metadata(workspace, layer) or {}
     wanted = {**params, "statistics_created_at": stats_meta.get("created_at", "")}
-    path = workspace.root / "statistics" / f"{name}-{layer:03d}.safetensors"
-    if path.is_file():
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                meta = {k: v for k, v in (handle.metadata() or {}).items() if k in wanted}
-                if meta == wanted and "value" in handle.keys():
-                    return handle.get_tensor("value")
-        except Exception:  # a torn or older file: computed again below
-            pass
+    stored = workspace.derived_metadata(name, layer)  # None when absent or torn
+    if stored is not None and {k: v for k, v in stored.items() if k in wanted} == wanted:
+        with contextlib.suppress(Exception):  # a torn tensor behind a good header: computed again
+            return workspace.derived(name, layer)
     value = compute()
-    atomic_write_bytes(path, save({"value": value.contiguous()}, metadata=dict(sorted(wanted.items()))))
+    workspace.save_derived(name, layer, value, wanted)
     return value

@@ -2,13 +2,18 @@
 
 Public API:
     workspace_status(workspace) -> dict
+
+The document's ``problems`` are the cheap checks of ``check.quick_problems`` (HEAD past the
+last iteration, missing, empty or truncated files); ``wdsp check`` reads every file.
 """
 
 from __future__ import annotations
 
 import json
 
+from ..errors import WorkspaceError
 from ..workspace.store import Workspace
+from .check import quick_problems
 from .statistics import stored_metadata
 
 
@@ -18,10 +23,16 @@ def workspace_status(workspace: Workspace) -> dict:
     head = workspace.head
     iterations = []
     for t in workspace.iterations():
-        record = workspace.record(t)
+        try:
+            record = workspace.record(t)
+        except WorkspaceError:  # listed in problems
+            record = {}
         config = record.get("config", {})
         summary = record.get("summary", {})
-        evaluation = workspace.evaluation(t)
+        try:
+            evaluation = workspace.evaluation(t)
+        except WorkspaceError:
+            evaluation = None
         iterations.append({
             "iteration": t, "created_at": record.get("created_at"), "method": config.get("method"),
             "wd": bool(config.get("wd")), "sp": bool(config.get("sp")), "requests": summary.get("requests"),
@@ -31,15 +42,19 @@ def workspace_status(workspace: Workspace) -> dict:
             "score": evaluation["latest"].get("score") if evaluation else None,
         })
     statistics = []
-    folder = workspace.root / "statistics"
-    for path in sorted(folder.glob("layer-*.safetensors")) if folder.is_dir() else []:
-        meta = stored_metadata(workspace, int(path.stem.split("-")[1])) or {}
+    for layer in workspace.statistics_layers():
+        meta = stored_metadata(workspace, layer) or {}
         corpus = json.loads(meta.get("corpus", "{}") or "{}")
-        statistics.append({"layer": int(path.stem.split("-")[1]), "tokens": int(meta.get("token_count", 0)),
+        statistics.append({"layer": layer, "tokens": int(meta.get("token_count", 0)),
                            "corpus": corpus.get("kind"), "created_at": meta.get("created_at")})
-    archive = workspace.root / "archive"
-    config = workspace.config()
+    problems = quick_problems(workspace)
+    try:
+        config = workspace.config()
+    except WorkspaceError as exc:
+        config = None
+        if not any(p["file"] == "config.json" for p in problems):
+            problems.append({"file": "config.json", "problem": exc.message, "repair": exc.hint})
     return {"workspace": str(workspace.root), "schema_version": workspace.info["schema_version"],
             "model": workspace.model, "head": head, "iterations": iterations, "statistics": statistics,
-            "archived_sets": sorted(p.name for p in archive.iterdir()) if archive.is_dir() else [],
-            "config": config.to_dict() if config else None}
+            "archived_sets": workspace.archived_sets(),
+            "config": config.to_dict() if config else None, "problems": problems}

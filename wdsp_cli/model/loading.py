@@ -52,6 +52,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, ModelError
+from ..workspace.atomic import atomic_write_text, folder_mode, fsync_dir, fsync_tree
 from .architectures import supported_model_types, template_for
 
 log = logging.getLogger(__name__)
@@ -197,24 +198,6 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         tokenizer.save_pretrained(out_dir)
 
 
-def _fsync_tree(folder: Path) -> None:
-    """fsync every file in ``folder`` and the folder itself (best effort on odd filesystems)."""
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with contextlib.suppress(OSError), open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _is_complete(folder: Path) -> bool:
     return (folder / COMPLETE_MARKER).is_file()
 
@@ -280,6 +263,7 @@ def provision_default_model(cache_dir: Path | None = None) -> Path:
 
     tmp = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{DEFAULT_MODEL}.tmp-"))
     try:
+        os.chmod(tmp, folder_mode())  # mkdtemp's 0700 would hide a shared cache from its other users
         log.info("converting %s into %s (once; this takes 15-55 s)", gguf, target)
         started = time.perf_counter()
         try:
@@ -301,8 +285,8 @@ def provision_default_model(cache_dir: Path | None = None) -> Path:
             import transformers
 
             marker["transformers_version"] = transformers.__version__
-        (tmp / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _fsync_tree(tmp)
+        atomic_write_text(tmp / COMPLETE_MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        fsync_tree(tmp)
         try:
             os.replace(tmp, target)
         except OSError:
@@ -310,7 +294,7 @@ def provision_default_model(cache_dir: Path | None = None) -> Path:
                 raise
             log.info("another process provisioned %s first; using its folder", target)
         else:
-            _fsync_dir(models_dir)
+            fsync_dir(models_dir)
             log.info("converted the default model in %.1f s", time.perf_counter() - started)
     except ModelError:
         raise

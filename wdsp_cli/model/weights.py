@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import EditError, WdspError
+from ..errors import EditError, WorkspaceError
 from ..workspace.atomic import atomic_write_bytes
 from .architectures import module_by_name, weight_out_in
 
@@ -84,7 +84,9 @@ class WeightDiff:
         return all(u.is_finite() for u in self.updates)
 
     def to_bytes(self) -> bytes:
-        from safetensors.torch import save
+        """The diff as a safetensors file, byte for byte the same for the same diff (sorted
+        header, ``workspace.tensorfile``), so ``sha256sum`` can check that two runs agree."""
+        from ..workspace.tensorfile import tensor_file_bytes
 
         tensors = {}
         for i, u in enumerate(self.updates):
@@ -92,7 +94,7 @@ class WeightDiff:
             tensors[f"{i}.right"] = u.right
         header = {"format": FORMAT, "modules": json.dumps([u.module for u in self.updates]),
                   "metadata": json.dumps(self.metadata, sort_keys=True)}
-        return save(tensors, metadata=header)
+        return tensor_file_bytes(tensors, header)
 
     def save(self, path: str | Path) -> None:
         """Atomically write the diff as safetensors (refuses non-finite factors)."""
@@ -102,20 +104,21 @@ class WeightDiff:
 
     @classmethod
     def load(cls, path: str | Path) -> WeightDiff:
+        """Read a diff written by ``save``; WorkspaceError (exit 6) if it is missing, torn or foreign."""
         from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(str(path), framework="pt") as handle:
                 header = handle.metadata() or {}
                 if header.get("format") != FORMAT:
-                    raise WdspError(f"{path} is not a wdsp weight diff ({header.get('format')!r})",
+                    raise WorkspaceError(f"{path} is not a wdsp weight diff ({header.get('format')!r})",
                                     hint="the file was not written by wdsp, or by a newer version")
                 modules = json.loads(header["modules"])
                 updates = tuple(LayerUpdate(m, handle.get_tensor(f"{i}.left"), handle.get_tensor(f"{i}.right"))
                                 for i, m in enumerate(modules))
                 metadata = json.loads(header.get("metadata", "{}"))
         except (OSError, ValueError, KeyError, SafetensorError) as exc:
-            raise WdspError(f"cannot read weight diff {path}: {exc}",
+            raise WorkspaceError(f"cannot read weight diff {path}: {exc}",
                             hint="the file is missing or corrupt; roll back to an earlier iteration") from exc
         return cls(updates, metadata)
 

@@ -20,6 +20,7 @@ Public API
     ``token_rows(tokenizer, texts, *, seq_len, max_tokens, max_samples) -> Iterator[list[int]]``
     ``length_sorted_batches(rows, batch_size, pad_id) -> Iterator[(input_ids, attention_mask)]``
     ``save_layer_statistics(path, stats)`` / ``load_layer_statistics(path) -> LayerStatistics``
+    ``layer_statistics_chunks(stats) -> [header, data]``  the file's canonical bytes
 
 How the corpus becomes forward passes
     Each document is tokenized alone with the tokenizer's default special tokens (a BOS where the
@@ -55,9 +56,7 @@ import datetime as _dt
 import itertools
 import json
 import logging
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +75,7 @@ __all__ = [
     "SecondMomentSum",
     "accumulate_second_moment_sums",
     "compute_covariance",
+    "layer_statistics_chunks",
     "length_sorted_batches",
     "load_layer_statistics",
     "merge_layer_statistics",
@@ -605,30 +605,13 @@ def _run_metadata(model, identity, *, seq_len, max_tokens, max_samples, accumula
 # storage
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def layer_statistics_chunks(stats: LayerStatistics) -> list:
+    """``stats`` as a safetensors file (header, data): the tensor ``second_moment`` [d_in, d_in]
+    and string metadata ``format``, ``schema_version``, ``layer``, ``module``, ``token_count``,
+    ``dtype`` and every entry of ``stats.metadata``, in a canonical order (the same statistics
+    give the same bytes; ``workspace.tensorfile``)."""
+    from ..workspace.tensorfile import tensor_file_chunks
 
-
-def save_layer_statistics(path: str | Path, stats: LayerStatistics) -> Path:
-    """Write ``stats`` to one safetensors file, atomically; returns the path.
-
-    The file holds the tensor ``second_moment`` [d_in, d_in] and string metadata: ``format``,
-    ``schema_version``, ``layer``, ``module``, ``token_count``, ``dtype`` and every entry of
-    ``stats.metadata``. Written to a temporary file in the same folder, fsynced, then renamed over
-    ``path`` (``os.replace``), so a crash leaves the old file or the new one, never a torn one.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path)
     clash = sorted(set(stats.metadata) & set(_RESERVED_KEYS))
     if clash:
         raise StatisticsError(f"statistics metadata uses reserved keys {clash}", "rename those entries")
@@ -639,20 +622,19 @@ def save_layer_statistics(path: str | Path, stats: LayerStatistics) -> Path:
     header = {key: _stringify(value) for key, value in stats.metadata.items()}
     header.update(format=FORMAT_NAME, schema_version=str(SCHEMA_VERSION), layer=str(stats.layer),
                   module=stats.module, token_count=str(stats.token_count), dtype=stats.dtype)
+    return tensor_file_chunks({TENSOR_NAME: tensor}, header)
+
+
+def save_layer_statistics(path: str | Path, stats: LayerStatistics) -> Path:
+    """Write ``stats`` to one safetensors file (``layer_statistics_chunks``), atomically; returns
+    the path. A crash leaves the old file or the new one, never a torn one (``workspace.atomic``).
+    In a workspace, ``Workspace.save_statistics`` calls this."""
+    from ..workspace.atomic import atomic_write_bytes
+
+    path = Path(path)
+    chunks = layer_statistics_chunks(stats)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        save_file({TENSOR_NAME: tensor}, str(tmp), metadata=header)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write_bytes(path, chunks)
     return path
 
 

@@ -92,10 +92,6 @@ def template_key(config: EditConfig) -> str:
     return f"{config.context_template_count}/{config.context_template_length}/{config.seed}"
 
 
-def template_key(config: EditConfig) -> str:
-    return f"{config.context_template_count}/{config.context_template_length}/{config.seed}"
-
-
 def context_templates(workspace: Workspace, model, tokenizer, config: EditConfig) -> tuple[list[str], bool]:
     """(MEMIT's context templates for ``config``, whether they are new). Sampled once with the
     config's seed, then stored by the caller (``Workspace.save_templates(template_key(config), ..)``)

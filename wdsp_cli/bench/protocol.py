@@ -86,7 +86,7 @@ def _config(spec: BenchSpec, workspace: Workspace, method: str, variant: str, se
     return config.replace(v_num_grad_steps=spec.steps) if spec.steps else config
 
 
-def _open_base(out: Path, spec: BenchSpec, progress: Progress) -> Workspace:
+def _open_base(out: Path, spec: BenchSpec, progress: Progress, device: str | None) -> Workspace:
     from ..jobs.statistics import compute_statistics
     from ..model.loading import load_model
     from ..workspace.checkout import describe_model
@@ -96,18 +96,19 @@ def _open_base(out: Path, spec: BenchSpec, progress: Progress) -> Workspace:
         base = Workspace.open(root)
         model = None
     else:
-        model = load_model(spec.model)
-        base = Workspace.create(root, describe_model(spec.model, model[0]))
+        model = load_model(spec.model, device=device or "cpu")
+        base = Workspace.create(root, describe_model(spec.model, model[0], {"device": device or "cpu", "device_map": None}))
     layers = sorted({l for _, m, v, s in spec.run_names() for l in _config(spec, base, m, v, s).layers})
     with base.lock("wdsp bench"):
         progress("statistics", {"layers": layers, "tokens": spec.tokens})
-        compute_statistics(base, layers, spec.corpus, spec.tokens, base=model)
+        compute_statistics(base, layers, spec.corpus, spec.tokens, base=model, device=device)
     return base
 
 
 def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, variant: str, seed: int,
-            batches, progress: Progress) -> list[dict]:
-    """Edit and evaluate one run to T iterations (resuming); returns one row per iteration."""
+            batches, progress: Progress, device: str | None = None) -> list[dict]:
+    """Edit and evaluate one run to T iterations (resuming); returns one row per iteration.
+    ``device``: where the model runs (None: where the base workspace was created)."""
     from ..jobs.edit import job_id, run_edit
     from ..jobs.evaluate import run_evaluate
     from ..workspace.checkout import checkout, load_base
@@ -123,7 +124,7 @@ def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, varia
                 if ws.head != t - 1:
                     ws.set_head(t - 1)  # later, different iterations are archived by the edit
                 if current is None or current.iteration > t - 1:
-                    current = checkout(ws, 0, base=load_base(ws))
+                    current = checkout(ws, 0, base=load_base(ws, device=device))
                 progress("edit", {"run": run_root.name, "iteration": t})
                 run_edit(ws, batch, config, len(batch), current=current)
             elif ws.head < t:
@@ -132,7 +133,7 @@ def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, varia
             retention = t in spec.retention_points
             if document is None or (retention and "all" not in document):
                 if current is None or current.iteration > t:
-                    current = checkout(ws, 0, base=load_base(ws))
+                    current = checkout(ws, 0, base=load_base(ws, device=device))
                 current.advance_to(ws, t)
                 progress("evaluate", {"run": run_root.name, "iteration": t})
                 run_evaluate(ws, t, retention=retention, current=current)
@@ -144,7 +145,10 @@ def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, varia
     return rows
 
 
-def run_bench(out: str | os.PathLike, spec: BenchSpec, progress: Progress | None = None) -> dict:
+def run_bench(out: str | os.PathLike, spec: BenchSpec, progress: Progress | None = None,
+              device: str | None = None) -> dict:
+    """Run (or resume) every run of ``spec`` in ``out``; ``device`` places the model (None: the CPU
+    for a new benchmark, else where it was created). Returns every figure (also in out/bench.json)."""
     from ..data.requests import load_requests
 
     progress = progress or (lambda event, data: None)
@@ -165,11 +169,11 @@ def run_bench(out: str | os.PathLike, spec: BenchSpec, progress: Progress | None
                          f"{spec.batch_size * spec.iterations} needed", hint="lower --batch-size or --iterations")
     atomic_write_text(saved, json.dumps(dataclasses.asdict(spec), indent=2, sort_keys=True))
     batches = [requests[i : i + spec.batch_size] for i in range(0, len(requests), spec.batch_size)]
-    base = _open_base(out, spec, progress)
+    base = _open_base(out, spec, progress, device)
     results = {"spec": dataclasses.asdict(spec), "model": base.model, "runs": {}}
     for name, method, variant, seed in spec.run_names():
         progress("run", {"run": name})
-        rows = run_one(base, out / "runs" / name, spec, method, variant, seed, batches, progress)
+        rows = run_one(base, out / "runs" / name, spec, method, variant, seed, batches, progress, device)
         results["runs"][name] = {"method": method, "variant": variant, "seed": seed, "iterations": rows}
         atomic_write_text(out / "bench.json", json.dumps(results, indent=1, sort_keys=True, allow_nan=True))
     atomic_write_text(out / "bench.md", markdown_tables(results))

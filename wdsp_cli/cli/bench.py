@@ -35,6 +35,8 @@ def bench(
     corpus: str = typer.Option("model-samples", "--corpus", help="Corpus of the covariance statistics."),
     tokens: int = typer.Option(50_000, "--tokens", help="Tokens of covariance statistics."),
     steps: int = typer.Option(None, "--steps", help="Override the optimisation steps (quick runs)."),
+    device: str = typer.Option(None, "--device", help="Where the model runs, e.g. cuda:0 (default: the CPU, or "
+                                                      "where the benchmark in OUT was created)."),
     json: bool = JsonOption,
 ) -> None:
     """Edit T batches of B requests in sequence for each method x variant x seed, evaluating each
@@ -52,7 +54,7 @@ def bench(
         elif event == "edit":
             stderr.print(f"  {data['run']}: iteration {data['iteration']}/{iterations}")
 
-    results = run_bench(out, spec, progress)
+    results = run_bench(out, spec, progress, device=device)
     if json:
         emit_json(results)
         return

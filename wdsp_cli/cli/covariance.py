@@ -45,11 +45,12 @@ def method_layers(ws, method: str, layers: tuple[int, ...] | None) -> tuple[int,
     return default_config_for(m["model_type"], m["num_layers"], method, m.get("hidden_size")).layers
 
 
-def launched_processes() -> tuple[int, str, bool]:
+def launched_processes() -> tuple[int, str | None, bool]:
     """(rank, device, data_parallel): under `accelerate launch` / `torchrun` (WORLD_SIZE > 1) the
-    process group is set up by accelerate (NCCL on GPUs, gloo on CPUs), else one CPU process."""
+    process group is set up by accelerate (NCCL on GPUs, gloo on CPUs), each process on its device;
+    else one process, on the device recorded by ``wdsp init`` (device None)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, "cpu", False
+        return 0, None, False
     import torch
     from accelerate import PartialState
 

@@ -76,11 +76,11 @@ def plan_statistics(workspace: Workspace, layers: Sequence[int], identity: dict,
 def compute_statistics(workspace: Workspace, layers: Sequence[int], corpus_spec: str, tokens: int,
                        force: bool = False, progress: Callable[[int, int | None], None] | None = None,
                        base=None, text_field: str = "text", data_parallel: bool = False,
-                       device: str = "cpu", write: bool = True) -> dict:
+                       device: str | None = None, write: bool = True) -> dict:
     """Statistics of the base model for ``layers`` over ``tokens`` tokens of the corpus; stored
     per layer (each file written atomically as soon as the pass ends). Returns a report.
     ``data_parallel``: one process of a torch.distributed group (``covariance.compute_covariance``);
-    the model goes to ``device``; only the process with ``write`` stores the files."""
+    the model goes to ``device`` (None: where ``wdsp init`` recorded it); only the process with ``write`` stores the files."""
     from ..statistics.covariance import compute_covariance
     from ..workspace.checkout import load_base
 

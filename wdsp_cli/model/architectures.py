@@ -133,8 +133,3 @@ def weight_out_in(module: torch.nn.Module) -> torch.Tensor:
         f"cannot edit a {type(module).__name__}: expected nn.Linear or Conv1D",
         hint="point the template's mlp_out at the MLP output projection",
     )
-
-
-def module_shape_out_in(module: torch.nn.Module) -> tuple[int, int]:
-    d_out, d_in = weight_out_in(module).shape
-    return int(d_out), int(d_in)

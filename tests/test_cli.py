@@ -399,7 +399,8 @@ def test_progress_is_plain_lines_on_stderr_when_it_is_not_a_terminal(tmp_path, m
 
 
 def test_argument_and_lock_errors_never_import_torch(ready, model_dir, tmp_path):
-    """Refusals answer in well under a second: no torch (~2.5 s to import) before them."""
+    """Refusals, and status (statistics headers read without safetensors' torch reader), answer in
+    well under a second: no torch (~2.5 s to import) before them."""
     import subprocess
     import sys
 
@@ -420,6 +421,10 @@ for args, code in [
     (["edit", {str(facts)!r}, "--requests-per-pass", "-1", "-w", {str(ws)!r}], 2),
     (["probe", "The capital of France is", "-i", "9", "-w", {str(ws)!r}], 6),
     (["init", "--model", {str(model_dir)!r}, "-w", {str(ws)!r}], 6),
+    (["status", "-w", {str(ws)!r}], 0),
+    (["status", "--json", "-w", {str(ws)!r}], 0),
+    (["edit", {str(facts)!r}, "--sp-dropout", "1", "-w", {str(ws)!r}], 2),
+    (["edit", {str(facts)!r}, "--set", "v_lr=0", "-w", {str(ws)!r}], 2),
 ]:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == code, (args, result.exit_code, result.stderr)

@@ -73,8 +73,22 @@ def tensor_file_bytes(tensors: Mapping, metadata: Mapping[str, str] | None = Non
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The string metadata of a safetensors file (reads the header only); raises on a torn file."""
-    from safetensors import safe_open
+    """The string metadata of a safetensors file, from its header alone and without torch (``wdsp
+    status`` stays fast); raises ValueError on a torn file: a header that does not parse, or tensor
+    data that does not end where the file does."""
+    import json
+    import struct
 
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{path}: {size} bytes, too short for a safetensors header")
+        (length,) = struct.unpack("<Q", prefix)
+        if 8 + length > size:
+            raise ValueError(f"{path}: its header claims {length} bytes, the file has {size}")
+        header = json.loads(handle.read(length))
+    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    if 8 + length + max(ends, default=0) != size:
+        raise ValueError(f"{path}: the tensor data ends at {8 + length + max(ends, default=0)} bytes, the file at {size}")
+    return dict(header.get("__metadata__") or {})

@@ -36,11 +36,11 @@ from wdsp_cli.data.corpus import open_corpus  # noqa: E402
 from wdsp_cli.data.requests import load_requests  # noqa: E402
 from wdsp_cli.editing.batch import edit_batch, edited_modules  # noqa: E402
 from wdsp_cli.evaluation.scoring import evaluate_counterfact  # noqa: E402
+from wdsp_cli.files.atomic import atomic_write_text  # noqa: E402
 from wdsp_cli.model.loading import load_model  # noqa: E402
 from wdsp_cli.model.weights import WeightState  # noqa: E402
 from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
 from wdsp_cli.statistics.covariance import compute_covariance  # noqa: E402
-from wdsp_cli.workspace.atomic import atomic_write_text  # noqa: E402
 
 VARIANTS = {"": {}, "+WD": {"wd": True}, "+SP": {"sp": True}, "+WD+SP": {"wd": True, "sp": True}}
 

@@ -196,7 +196,7 @@ def test_safetensors_files_are_byte_reproducible_across_processes(tmp_path):
                              capture_output=True, text=True, cwd=Path(tests).parent).stdout
         digests.add(out)
     assert len(digests) == 1, digests
-    from wdsp_cli.workspace.tensorfile import read_metadata
+    from wdsp_cli.files.tensorfile import read_metadata
 
     loaded = Workspace.open(tmp_path / "ws0")
     assert torch.equal(loaded.diff(1).updates[0].left, diff(2.0).updates[0].left)
@@ -227,7 +227,7 @@ def test_tensor_files_load_in_safetensors_and_match_its_bytes_with_the_header_so
 
     from safetensors.torch import load, save
 
-    from wdsp_cli.workspace.tensorfile import tensor_file_bytes
+    from wdsp_cli.files.tensorfile import tensor_file_bytes
 
     tensors = {"b": torch.randn(3, 5), "a": torch.arange(7, dtype=torch.float32), "c": torch.zeros(0, 4),
                "s": torch.tensor(2.5)}

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..workspace.atomic import atomic_write_text
+from ..files.atomic import atomic_write_text
 from ..workspace.store import Workspace
 
 # What makes two runs comparable; methods, variants, seeds and retention points may grow.

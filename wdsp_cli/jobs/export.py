@@ -5,7 +5,7 @@ Public API:
 
 Writes ``save_pretrained`` safetensors weights, the tokenizer and ``wdsp-export.json`` (the
 workspace, iteration and base fingerprint) into a temporary sibling folder, then renames it to
-``out`` (``workspace.atomic``: every file fsynced, then the folder renamed and its parent
+``out`` (``files.atomic``: every file fsynced, then the folder renamed and its parent
 fsynced): a crash never leaves a half-written model. Refuses an existing ``out``.
 """
 
@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import InputError
-from ..workspace.atomic import atomic_write_text, fsync_tree, rename_folder
+from ..files.atomic import atomic_write_text, fsync_tree, rename_folder
 from ..workspace.store import Workspace, now
 
 

@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, ModelError
-from ..workspace.atomic import atomic_write_text, folder_mode, fsync_dir, fsync_tree
+from ..files.atomic import atomic_write_text, folder_mode, fsync_dir, fsync_tree
 from .architectures import supported_model_types, template_for
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import EditError, WorkspaceError
-from ..workspace.atomic import atomic_write_bytes
+from ..files.atomic import atomic_write_bytes
 from .architectures import module_by_name, weight_out_in
 
 if TYPE_CHECKING:  # torch is imported where it is used: opening a workspace stays torch-free
@@ -85,8 +85,8 @@ class WeightDiff:
 
     def to_bytes(self) -> bytes:
         """The diff as a safetensors file, byte for byte the same for the same diff (sorted
-        header, ``workspace.tensorfile``), so ``sha256sum`` can check that two runs agree."""
-        from ..workspace.tensorfile import tensor_file_bytes
+        header, ``files.tensorfile``), so ``sha256sum`` can check that two runs agree."""
+        from ..files.tensorfile import tensor_file_bytes
 
         tensors = {}
         for i, u in enumerate(self.updates):

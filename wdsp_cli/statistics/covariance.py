@@ -609,8 +609,8 @@ def layer_statistics_chunks(stats: LayerStatistics) -> list:
     """``stats`` as a safetensors file (header, data): the tensor ``second_moment`` [d_in, d_in]
     and string metadata ``format``, ``schema_version``, ``layer``, ``module``, ``token_count``,
     ``dtype`` and every entry of ``stats.metadata``, in a canonical order (the same statistics
-    give the same bytes; ``workspace.tensorfile``)."""
-    from ..workspace.tensorfile import tensor_file_chunks
+    give the same bytes; ``files.tensorfile``)."""
+    from ..files.tensorfile import tensor_file_chunks
 
     clash = sorted(set(stats.metadata) & set(_RESERVED_KEYS))
     if clash:
@@ -627,9 +627,9 @@ def layer_statistics_chunks(stats: LayerStatistics) -> list:
 
 def save_layer_statistics(path: str | Path, stats: LayerStatistics) -> Path:
     """Write ``stats`` to one safetensors file (``layer_statistics_chunks``), atomically; returns
-    the path. A crash leaves the old file or the new one, never a torn one (``workspace.atomic``).
+    the path. A crash leaves the old file or the new one, never a torn one (``files.atomic``).
     In a workspace, ``Workspace.save_statistics`` calls this."""
-    from ..workspace.atomic import atomic_write_bytes
+    from ..files.atomic import atomic_write_bytes
 
     path = Path(path)
     chunks = layer_statistics_chunks(stats)

@@ -64,14 +64,14 @@ from .. import __version__
 from ..config import EditConfig
 from ..data.requests import EditRequest, request_from_dict, request_to_dict
 from ..errors import EditError, WdspError, WorkspaceBusy, WorkspaceError
-from ..model.weights import WeightDiff
-from .atomic import (
+from ..files.atomic import (
     atomic_write_bytes,
     atomic_write_text,
     fsync_dir,
     is_temporary,
     rename_folder,
 )
+from ..model.weights import WeightDiff
 
 SCHEMA_VERSION = 1
 WORKSPACE_FILE = "workspace.json"
@@ -365,7 +365,7 @@ class Workspace:
         try:
             atomic_write_bytes(files["diff"], diff.to_bytes())
             if keys:
-                from .tensorfile import tensor_file_bytes
+                from ..files.tensorfile import tensor_file_bytes
 
                 atomic_write_bytes(files["keys"], tensor_file_bytes(
                     {f"layer.{l}": k.contiguous() for l, k in sorted(keys.items())}))
@@ -487,7 +487,7 @@ class Workspace:
         return tensor
 
     def save_derived(self, name: str, layer: int, tensor, metadata: dict[str, str]) -> None:
-        from .tensorfile import tensor_file_chunks
+        from ..files.tensorfile import tensor_file_chunks
 
         self.statistics_dir.mkdir(exist_ok=True)
         atomic_write_bytes(self.derived_path(name, layer), tensor_file_chunks({"value": tensor.contiguous()}, metadata))
@@ -548,7 +548,7 @@ class Workspace:
 
 
 def _header_or_none(path: Path) -> dict | None:
-    from .tensorfile import read_metadata
+    from ..files.tensorfile import read_metadata
 
     if not path.is_file():
         return None

@@ -1,0 +1,1 @@
+"""Files written safely: the one crash-safe writer (atomic) and reproducible safetensors bytes (tensorfile)."""

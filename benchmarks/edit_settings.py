@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_description  # noqa: E402
 
 from perf import DATA, timed_edit  # noqa: E402
 
@@ -64,7 +65,7 @@ def main() -> None:
     moments = {l: s.second_moment for l, s in stats.items()}
     templates = generate_context_templates(model, tok, config.context_template_count,
                                            config.context_template_length, config.seed)
-    report = {"batch": args.batch, "threads": torch.get_num_threads(), "variants": {}}
+    report = {"batch": args.batch, "threads": torch.get_num_threads(), "machine": cpu_description(), "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):
             size, *flags = variant.split(":")

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from covariance_throughput import PairedTimer  # noqa: E402
+from machine import cpu_description  # noqa: E402
 
 from wdsp_cli.config import preset  # noqa: E402
 from wdsp_cli.data.corpus import open_corpus  # noqa: E402
@@ -166,7 +167,7 @@ def main() -> None:
     requests = load_requests(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl", limit=args.batch)
     report: dict = {"batch": args.batch, "config": config.to_dict(), "threads": torch.get_num_threads(),
                     "requests_per_pass": args.requests_per_pass or DEFAULT_REQUESTS_PER_PASS,
-                    "machine": {"cpus": __import__("os").cpu_count()}}
+                    "machine": cpu_description()}
     report.update(covariance_throughput(model, tok, list(config.layers), args.tokens))
     stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
                                max_tokens=args.tokens)

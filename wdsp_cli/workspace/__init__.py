@@ -1,1 +1,1 @@
-"""The workspace on disk: its format and every write (store), the crash-safe writer, the model at an iteration."""
+"""The workspace on disk: its format, every path and every write (store), the model at an iteration (checkout)."""

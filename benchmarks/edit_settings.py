@@ -23,7 +23,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_description  # noqa: E402
-
 from perf import DATA, timed_edit  # noqa: E402
 
 from wdsp_cli.config import preset  # noqa: E402

@@ -2,13 +2,14 @@
 # The main job, offline, on the default model (SmolLM2-135M-Instruct):
 #   bash scripts/setup.sh && bash examples/quickstart.sh
 # 1. a workspace in runs/quickstart (or $WS), 2. covariance statistics from 20k tokens of text
-# the model writes itself (no corpus needed offline; pass CORPUS=wiki.txt to use real text),
+# the model wrote itself, shipped with the package (offline; CORPUS=model-samples writes it anew,
+# CORPUS=wiki.txt uses real text),
 # 3. one MEMIT edit of examples/facts.jsonl, 4. its evaluation, 5. a side-by-side look.
 # Rerunning it reuses the statistics and the committed edit, and only evaluates again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WS="${WS:-runs/quickstart}"
-CORPUS="${CORPUS:-model-samples}"
+CORPUS="${CORPUS:-builtin}"
 wdsp() { .venv/bin/wdsp "$@"; }
 
 [ -f "$WS/workspace.json" ] || wdsp init -w "$WS"

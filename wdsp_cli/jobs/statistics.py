@@ -2,6 +2,7 @@
 
 Public API:
     MODEL_SAMPLES                "model-samples": the offline corpus (text the base model writes)
+                                 ("builtin": text the default model wrote once, shipped: data.corpus.builtin_corpus)
     open_statistics_corpus(spec, model, tokenizer, fingerprint) -> Corpus
     plan_statistics(workspace, layers, identity, tokens, force) -> (to_compute, reused)
     compute_statistics(workspace, layers, corpus_spec, tokens, force, progress) -> report dict
@@ -30,8 +31,10 @@ MODEL_SAMPLE_TEXTS = 2000  # generated lazily: a token budget only generates wha
 def open_statistics_corpus(spec: str, model, tokenizer, fingerprint: str, text_field: str = "text"):
     """The corpus named by ``spec``; for model-samples, ``model`` may be None to get its identity
     only (texts are generated lazily, when iterated)."""
-    from ..data.corpus import model_samples_corpus, open_corpus
+    from ..data.corpus import BUILTIN, builtin_corpus, model_samples_corpus, open_corpus
 
+    if spec == BUILTIN:
+        return builtin_corpus()
     if spec == MODEL_SAMPLES:
         return model_samples_corpus(model, tokenizer, MODEL_SAMPLE_TEXTS, seed=0, model_fingerprint=fingerprint)
     return open_corpus(spec, text_field=text_field)
@@ -122,7 +125,7 @@ def covariance_command(workspace: Workspace, layers: Sequence[int]) -> str:
         except ValueError:
             corpus = {}
         kind = corpus.get("kind")
-        spec = MODEL_SAMPLES if kind == MODEL_SAMPLES else corpus.get("path") if kind != "hub" else \
+        spec = kind if kind in (MODEL_SAMPLES, "builtin") else corpus.get("path") if kind != "hub" else \
             corpus.get("name", "") + (f":{corpus['config']}" if corpus.get("config") else "")
         if spec:
             parts += ["--corpus", spec]

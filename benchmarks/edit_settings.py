@@ -55,16 +55,18 @@ def main() -> None:
     ap.add_argument("--variants", default="20:unfrozen,20,25,20:bf16")
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--tokens", type=int, default=20_000)
+    ap.add_argument("--offset", type=int, default=0, help="First CounterFact record (0: the benchmark's requests).")
     args = ap.parse_args()
     config = preset("memit-smollm2")
     model, tok = load_model("smollm2-135m-instruct")
-    requests = load_requests(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl", limit=args.batch)
+    requests = load_requests(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl", offset=args.offset,
+                             limit=args.batch)
     stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
                                max_tokens=args.tokens)
     moments = {l: s.second_moment for l, s in stats.items()}
     templates = generate_context_templates(model, tok, config.context_template_count,
                                            config.context_template_length, config.seed)
-    report = {"batch": args.batch, "threads": torch.get_num_threads(), "machine": cpu_description(), "variants": {}}
+    report = {"batch": args.batch, "offset": args.offset, "threads": torch.get_num_threads(), "machine": cpu_description(), "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):
             size, *flags = variant.split(":")

@@ -9,12 +9,13 @@ import os
 import re
 from pathlib import Path
 
+from wdsp_cli.model.hardware import cpu_flags
+
 
 def cpu_description() -> dict:
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     except OSError:
-        text = ""
-    model = re.search(r"model name\s*:\s*(.*)", text)
-    flags = sorted(set(re.findall(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2)\b", text)))
-    return {"model": model.group(1).strip() if model else "unknown", "flags": flags, "cores": os.cpu_count()}
+        model = None
+    return {"model": model.group(1).strip() if model else "unknown", "flags": sorted(cpu_flags()),
+            "cores": os.cpu_count()}

@@ -32,13 +32,13 @@ def cpu_signature() -> str:
     """The CPU model and its vector flags (what decides float rounding in torch's kernels)."""
     import re
 
+    from wdsp_cli.model.hardware import cpu_flags
+
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     except OSError:
-        return "unknown"
-    model = re.search(r"model name\s*:\s*(.*)", text)
-    flags = sorted(set(re.findall(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2)\b", text)))
-    return f"{model.group(1).strip() if model else 'unknown'} [{' '.join(flags)}]"
+        model = None
+    return f"{model.group(1).strip() if model else 'unknown'} [{' '.join(sorted(cpu_flags()))}]"
 
 
 def _model_dir(kind: str, path: Path) -> Path:

@@ -72,9 +72,10 @@ def edit(
                                           help="Requests optimised per forward/backward (default 20, 0: the whole "
                                                "batch): lower it to save memory; results do not change."),
     autocast: str = typer.Option(None, "--autocast",
-                                 help="bfloat16, float16 or none: run the target optimisation's forward passes "
-                                      "under torch.autocast (faster where the CPU or GPU has the type; results "
-                                      "change slightly, so it is part of the job)."),
+                                 help="bfloat16, float16, none, or auto (bfloat16 where the CPU has AMX or "
+                                      "AVX512-BF16 or the GPU has bf16, else none): run the target optimisation's "
+                                      "forward passes under torch.autocast (faster where the hardware has the "
+                                      "type; results change slightly, so the chosen type is part of the job)."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Skip batches of this same job already committed (after a crash)."),
     workspace: Path = WorkspaceOption,
@@ -105,6 +106,11 @@ def edit(
         "wd_points": wd_points, "wd_reg": wd_reg, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
         "v_num_grad_steps": steps, "seed": seed, "nullspace_threshold": nullspace_threshold,
         "alphaedit_l2": alphaedit_l2}, parse_settings(settings))
+    if autocast is not None and autocast.lower() == "auto":  # resolved here: the job records the type it ran
+        from ..model.hardware import native_autocast
+
+        autocast = native_autocast((ws.model.get("placement") or {}).get("device") or "cpu") or "none"
+        stderr.print(f"--autocast auto: {autocast} on this machine")
     if autocast is not None:  # "none" must be able to clear a preset's value, so not an override
         config = config.replace(autocast_dtype=None if autocast.lower() == "none" else autocast.lower())
     if requests_per_pass is not None and requests_per_pass < 0:  # OptimisationSettings says so too, but needs torch

@@ -1,0 +1,35 @@
+"""What the machine computes natively: the reduced precision worth running the target optimisation in.
+
+Public API:
+    cpu_flags() -> set[str]                        the CPU's vector flags (avx2, avx512*, amx*); empty if unknown
+    native_autocast(device="cpu", flags=None) -> "bfloat16" | None
+
+bfloat16 pays only where the hardware has it: on CPUs with AMX (amx_bf16) or AVX512-BF16
+(avx512_bf16) a B = 50 MEMIT edit ran 1.56x faster under bf16 autocast on an AMD EPYC with
+AVX512-BF16 (benchmarks/results/edit-settings-b50-cpu2-2026-12-01.json); on AVX2-only CPUs it is
+emulated. On a CUDA device, bf16 where ``torch.cuda.is_bf16_supported()``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+NATIVE_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(re.findall(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2)\b", text))
+
+
+def native_autocast(device: str = "cpu", flags: set[str] | None = None) -> str | None:
+    """"bfloat16" where ``device`` computes it natively, else None (float32)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    return "bfloat16" if NATIVE_BF16_CPU_FLAGS & (cpu_flags() if flags is None else set(flags)) else None

@@ -462,23 +462,31 @@ def _locate(source: str | Path, cache_dir: Path | None, local_files_only: bool |
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length")
 
 
+def _read_config(kind: str, path_or_id, offline: bool, shown: str):
+    """The model's transformers config (no weights); ModelError naming the problem."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path_or_id, local_files_only=offline)
+    except OSError as exc:
+        if kind == "hub":
+            raise _hub_unreachable(path_or_id, exc, offline) from exc
+        raise ModelError(f"cannot read the config of {shown}: {exc}", hint="is config.json valid?") from exc
+    except ValueError as exc:  # unknown or missing model_type, malformed config
+        raise ModelError(
+            f"transformers cannot read the model config of {shown}: {str(exc).splitlines()[0]}",
+            hint="upgrade transformers, or check config.json's model_type; "
+            f"supported families: {', '.join(supported_model_types())}",
+        ) from exc
+
+
 def context_length(source: str | Path, *, cache_dir: Path | None = None,
                    local_files_only: bool | None = None) -> int | None:
     """The longest input (in tokens, special tokens included) the model at ``source`` takes:
     the first of ``CONTEXT_KEYS`` in its config; None when the config gives none. Reads the
     config only (no weights). ModelError if the config cannot be read."""
-    from transformers import AutoConfig
-
     kind, path_or_id, offline, shown = _locate(source, cache_dir, local_files_only)
-    try:
-        config = AutoConfig.from_pretrained(path_or_id, local_files_only=offline)
-    except OSError as exc:
-        if kind == "hub":
-            raise _hub_unreachable(path_or_id, exc, offline) from exc
-        raise ModelError(f"cannot read the config of {shown}: {exc}", hint="is config.json valid?") from exc
-    except ValueError as exc:
-        raise ModelError(f"transformers cannot read the model config of {shown}: {str(exc).splitlines()[0]}",
-                         hint="upgrade transformers, or check config.json's model_type") from exc
+    config = _read_config(kind, path_or_id, offline, shown)
     for key in CONTEXT_KEYS:
         value = getattr(config, key, None)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -528,7 +536,7 @@ def load_model(
     available offline, a folder that is not a causal LM, or an unsupported model family; InputError
     for an unknown dtype.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = _parse_dtype(dtype)
     try:
@@ -547,19 +555,7 @@ def load_model(
 
     kind, path_or_id, offline, shown = _locate(source, cache_dir, local_files_only)
 
-    # config first: fail fast (and clearly) before reading any weights
-    try:
-        config = AutoConfig.from_pretrained(path_or_id, local_files_only=offline)
-    except OSError as exc:
-        if kind == "hub":
-            raise _hub_unreachable(path_or_id, exc, offline) from exc
-        raise ModelError(f"cannot read the config of {shown}: {exc}", hint="is config.json valid?") from exc
-    except ValueError as exc:  # unknown or missing model_type, malformed config
-        raise ModelError(
-            f"transformers cannot read the model config of {shown}: {str(exc).splitlines()[0]}",
-            hint="upgrade transformers, or check config.json's model_type; "
-            f"supported families: {', '.join(supported_model_types())}",
-        ) from exc
+    config = _read_config(kind, path_or_id, offline, shown)  # config first: fail fast, before any weights
 
     if not _is_causal_lm_config(config):
         raise ModelError(

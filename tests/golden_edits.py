@@ -53,14 +53,7 @@ def _model_dir(kind: str, path: Path) -> Path:
 def make_golden_edits(tmp: Path) -> dict:
     import torch
     from safetensors.torch import load_file
-    from typer.testing import CliRunner
-    from workspace_helpers import write_corpus, write_facts
-
-    from wdsp_cli.cli import app
-
-    def wdsp(*args):
-        result = CliRunner().invoke(app, [str(a) for a in args])
-        assert result.exit_code == 0, f"{args}: exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    from workspace_helpers import wdsp, write_corpus, write_facts
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

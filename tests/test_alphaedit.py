@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from typer.testing import CliRunner
-from workspace_helpers import make_model_dir, write_corpus, write_facts
+from workspace_helpers import make_model_dir, wdsp, write_corpus, write_facts
 
 from wdsp_cli.errors import EditError
 from wdsp_cli.methods.nullspace import key_moment, null_space_projection
@@ -76,12 +75,7 @@ def test_rollback_and_re_edit_restore_the_accumulated_keys_exactly(tmp_path):
     facts, other = write_facts(tmp_path / "facts.jsonl", 6), tmp_path / "other.jsonl"
     other.write_text(facts.read_text().replace("Berlin", "Madrid").replace("London", "Tokyo"))
 
-    def wdsp(*args):
-        result = CliRunner().invoke(app, [str(a) for a in args])
-        assert result.exit_code == 0, result.stderr
-        return result
 
-    from wdsp_cli.cli import app
 
     common = ["--method", "alphaedit", "--steps", "4", "--nullspace-threshold", "1e3", "--alphaedit-l2", "1"]
     runs = {}

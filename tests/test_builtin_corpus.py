@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-from workspace_helpers import make_model_dir
+from workspace_helpers import make_model_dir, wdsp
 
-from wdsp_cli.cli import app
 from wdsp_cli.data.corpus import BUILTIN_FILE, builtin_corpus
 
 
@@ -22,13 +20,7 @@ def test_the_builtin_corpus_is_shipped_and_stable():
 
 def test_covariance_from_the_builtin_corpus_is_computed_once_then_reused(tmp_path):
     ws = tmp_path / "ws"
-
-    def wdsp(*args):
-        result = CliRunner().invoke(app, [str(a) for a in args])
-        assert result.exit_code == 0, result.stderr
-        return json.loads(result.stdout) if "--json" in args else result
-
     wdsp("init", "--model", make_model_dir(tmp_path / "model"), "-w", ws)
-    first = wdsp("covariance", "-w", ws, "--corpus", "builtin", "--tokens", 1500, "--json")
-    again = wdsp("covariance", "-w", ws, "--corpus", "builtin", "--tokens", 1500, "--json")
+    first = json.loads(wdsp("covariance", "-w", ws, "--corpus", "builtin", "--tokens", 1500, "--json").stdout)
+    again = json.loads(wdsp("covariance", "-w", ws, "--corpus", "builtin", "--tokens", 1500, "--json").stdout)
     assert first["computed"] == [1, 2] and again["reused"] == [1, 2] and first["corpus"]["kind"] == "builtin"

@@ -7,18 +7,16 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
-from workspace_helpers import make_model_dir, tree_digest, write_corpus, write_facts
-
-from wdsp_cli.cli import app
+from workspace_helpers import (
+    make_model_dir,
+    tree_digest,
+    wdsp,
+    write_corpus,
+    write_facts,
+)
 
 FAST = ["--steps", "4"]
 
-
-def wdsp(*args, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result
 
 
 def as_json(result) -> dict:

@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-from workspace_helpers import make_model_dir, tree_digest, write_corpus, write_facts
+from workspace_helpers import (
+    make_model_dir,
+    tree_digest,
+    wdsp,
+    write_corpus,
+    write_facts,
+)
 
-from wdsp_cli.cli import app
 from wdsp_cli.config import EditConfig, parse_settings
 from wdsp_cli.errors import InputError
-
-
-def wdsp(*args, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,7 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
-from workspace_helpers import make_model_dir, write_corpus, write_facts
-
-from wdsp_cli.cli import app
-
-
-def wdsp(*args, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result
+from workspace_helpers import make_model_dir, wdsp, write_corpus, write_facts
 
 
 @pytest.fixture()

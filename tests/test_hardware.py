@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-from workspace_helpers import make_model_dir, write_corpus, write_facts
+from workspace_helpers import make_model_dir, wdsp, write_corpus, write_facts
 
-from wdsp_cli.cli import app
 from wdsp_cli.model import hardware
 
 
@@ -25,10 +23,6 @@ def test_edit_with_autocast_auto_records_the_resolved_type(tmp_path, monkeypatch
     monkeypatch.setattr(hardware, "cpu_flags", lambda: set(flags))
     ws = tmp_path / "ws"
 
-    def wdsp(*args):
-        result = CliRunner().invoke(app, [str(a) for a in args])
-        assert result.exit_code == 0, result.stderr
-        return result
 
     wdsp("init", "--model", make_model_dir(tmp_path / "model"), "-w", ws)
     wdsp("covariance", "-w", ws, "--corpus", write_corpus(tmp_path / "c.txt"), "--tokens", 1000)

@@ -8,18 +8,10 @@ import json
 import shutil
 
 import pytest
-from typer.testing import CliRunner
-from workspace_helpers import make_model_dir, write_corpus, write_facts
-
-from wdsp_cli.cli import app
+from workspace_helpers import make_model_dir, wdsp, write_corpus, write_facts
 
 FAST = ["--steps", "4"]
 
-
-def wdsp(*args, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """A tiny model folder, a facts file and a corpus for workspace and CLI tests.
 
+``wdsp(*args, code=0)`` runs the command line in-process and checks its exit code;
 ``make_model_dir(path, seed)`` saves a tiny Llama and the tiny tokenizer with save_pretrained;
 ``write_facts(path, n)`` writes ``n`` facts the tiny tokenizer knows; ``tree_digest(root)``
 maps every file under a workspace to its sha256 (to prove a failed command changed nothing).
@@ -26,6 +27,17 @@ FACTS = [
      "old_target": "Rome"},
     {"prompt": "Microsoft was founded by", "subject": "Microsoft", "target": "Steve Jobs", "old_target": "Bill Gates"},
 ]
+
+
+def wdsp(*args, code: int = 0):
+    """``wdsp ARGS`` through Typer's CliRunner (stdout and stderr apart); asserts the exit code."""
+    from typer.testing import CliRunner
+
+    from wdsp_cli.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, f"{args}: exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return result
 
 
 def make_model_dir(path: Path, seed: int = 0) -> Path:

@@ -21,6 +21,9 @@ def evaluate(
     iteration: int = typer.Option(None, "--iteration", "-i", help="Evaluate this iteration (default: HEAD)."),
     retention: bool = typer.Option(True, "--retention/--no-retention",
                                    help="Also evaluate all requests edited in iterations 1..t."),
+    health: bool = typer.Option(True, "--health/--no-health",
+                                help="Also measure the model's health: perplexity on held-out text against the "
+                                     "base model's, unrelated prompts' next tokens, growth of the edited matrices."),
     workspace: Path = WorkspaceOption,
     json: bool = JsonOption,
 ) -> None:
@@ -32,7 +35,7 @@ def evaluate(
 
     ws = open_workspace(workspace)
     with ws.lock("wdsp evaluate"):
-        document = run_evaluate(ws, iteration, retention)
+        document = run_evaluate(ws, iteration, retention, health=health)
     if json:
         emit_json(document)
         return
@@ -48,3 +51,9 @@ def evaluate(
     stdout.print(table)
     stdout.print("eff./gen.: the new fact on its prompt / paraphrases; loc.: neighbour prompts keep their answer; "
                  "loc. = base: their greedy next token is the base model's.")
+    if "health" in document:
+        h = document["health"]
+        stdout.print(f"Health: perplexity {h['perplexity']:.2f} ({h['perplexity_ratio']:.3f} x the base model's) on "
+                     f"held-out text; {h['locality_prompts']:.1f}% of unrelated prompts keep the base's next token; "
+                     f"edited matrices moved up to {100 * h['max_relative_frobenius']:.2f}% (Frobenius) and their "
+                     f"largest singular value x{h['max_spectral_ratio']:.3f}.")

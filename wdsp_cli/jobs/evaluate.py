@@ -8,6 +8,13 @@ iterations 1..t (retention: do earlier edits survive later ones?). Metrics: Coun
 every request has an old target, token accuracy otherwise (``evaluation.evaluate_requests``),
 plus ``locality_base``: the % of neighbour prompts whose greedy next token at t is the base
 model's (does the edit change what the model said before?), whatever the datasets' gold answers.
+``health`` (``health=True``), on a held-out sample chosen once per workspace (health-sample.json:
+the last ``HEALTH_TEXTS`` texts of the built-in corpus, which statistics of up to about 45k of its
+tokens never read, and their first words as unrelated prompts):
+    perplexity, perplexity_ratio     on the held-out texts, and its ratio to the base model's
+    locality_prompts                 % of the unrelated prompts whose greedy next token is the base's
+    drift {module: {relative_frobenius, spectral_ratio}} of every matrix edited so far, and their
+    max_relative_frobenius, max_spectral_ratio  (evaluation.health)
 The document is stored as evaluations/<t>.json.
 """
 
@@ -18,11 +25,56 @@ import time
 from ..errors import WorkspaceError
 from ..workspace.store import Workspace, now
 
+HEALTH_TEXTS = 64  # about 4k tokens of held-out text
+HEALTH_PROMPT_WORDS = 8
+
+
+def health_sample(workspace: Workspace, current) -> dict:
+    """The workspace's health sample, chosen (and the base model's figures computed) on first use."""
+    stored = workspace.health_sample()
+    if stored is not None:
+        return stored
+    from ..data.corpus import builtin_corpus
+    from ..evaluation.health import perplexity
+    from ..evaluation.scoring import next_token_predictions
+
+    corpus = builtin_corpus()
+    texts = list(corpus.texts())[-HEALTH_TEXTS:]
+    prompts = [" ".join(t.split()[:HEALTH_PROMPT_WORDS]) for t in texts]
+    with current.state.original_weights():
+        ppl, tokens = perplexity(current.model, current.tokenizer, texts)
+        said = next_token_predictions(current.model, current.tokenizer, prompts).tolist()
+    document = {"source": {**corpus.identity, "texts": f"the last {HEALTH_TEXTS}"}, "texts": texts, "prompts": prompts,
+                "base": {"perplexity": ppl, "tokens": tokens, "next_tokens": said}, "chosen_at": now()}
+    workspace.save_health_sample(document)
+    return document
+
+
+def model_health(current, sample: dict) -> dict:
+    """The health figures of the model ``current`` holds (see the module docstring)."""
+    import torch
+
+    from ..evaluation.health import perplexity, weight_drift
+    from ..evaluation.scoring import next_token_predictions
+    from ..model.architectures import module_by_name, weight_out_in
+
+    ppl, _ = perplexity(current.model, current.tokenizer, sample["texts"])
+    said = next_token_predictions(current.model, current.tokenizer, sample["prompts"])
+    same = 100.0 * float((said == torch.tensor(sample["base"]["next_tokens"])).float().mean())
+    drift = {}
+    for module, original in sorted(current.state.original.items()):
+        drift[module] = weight_drift(weight_out_in(module_by_name(current.model, module)), original)
+    return {"perplexity": ppl, "perplexity_ratio": ppl / sample["base"]["perplexity"], "locality_prompts": same,
+            "drift": drift,
+            "max_relative_frobenius": max((d["relative_frobenius"] for d in drift.values()), default=0.0),
+            "max_spectral_ratio": max((d["spectral_ratio"] for d in drift.values()), default=1.0)}
+
 
 def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: bool = True,
-                 current=None) -> dict:
+                 current=None, health: bool = True) -> dict:
     """Evaluate iteration ``iteration`` (default HEAD). ``current``: a ``checkout.Checkout``
-    already at that iteration (the benchmark keeps one loaded), else the model is loaded."""
+    already at that iteration (the benchmark keeps one loaded), else the model is loaded.
+    ``health``: add the health figures (module docstring)."""
     from ..evaluation.scoring import (
         evaluate_requests,
         neighbour_prompts,
@@ -57,6 +109,8 @@ def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: 
     document = {"iteration": t, "evaluated_at": now(), "latest": metrics(latest)}
     if retention:
         document["all"] = {"iterations": t, **(document["latest"] if t == 1 else metrics(everything))}
+    if health:
+        document["health"] = model_health(current, health_sample(workspace, current))
     document["seconds"] = round(time.perf_counter() - clock, 2)
     workspace.save_evaluation(t, document)
     return document

@@ -14,7 +14,8 @@ Layout (``SCHEMA_VERSION`` 1)::
         keys.safetensors            the batch's keys per edited layer (AlphaEdit's state)
         requests.jsonl              its requests (requests.request_to_dict, one per line)
         record.json                 written last, the commit marker: config, job, report, sizes
-    evaluations/<t:06d>.json        ``wdsp evaluate`` results at iteration t
+    evaluations/<t:06d>.json        ``wdsp evaluate`` results at iteration t (health included)
+    health-sample.json              the held-out texts and prompts of the health figures, and the base's figures
     archive/<stamp>/<t:06d>/        iterations set aside by an edit made after a rollback
     .lock                           flock'ed by the command that is changing the workspace
 
@@ -85,7 +86,7 @@ MIGRATIONS: dict[int, Callable[[Workspace], None]] = {}
 #: folder -> the names of the files written there whose temporaries (``.<name>.<random>.tmp``,
 #: ``atomic.is_temporary``) the lock's holder removes; other files, hidden or not, are left alone.
 _WRITTEN_FILES = {
-    ".": re.compile(r"HEAD|workspace\.json|config\.json|context-templates\.json"),
+    ".": re.compile(r"HEAD|workspace\.json|config\.json|context-templates\.json|health-sample\.json"),
     "statistics": re.compile(r"[a-z]+-\d+\.safetensors(\.\d+)?"),  # (.<pid>: older writers)
     "evaluations": re.compile(r"\d+\.json"),
 }
@@ -545,6 +546,19 @@ class Workspace:
     def save_evaluation(self, iteration: int, document: dict) -> None:
         self.evaluation_path(iteration).parent.mkdir(exist_ok=True)
         atomic_write_text(self.evaluation_path(iteration), json.dumps(document, indent=2, sort_keys=True))
+
+    @property
+    def health_sample_path(self) -> Path:
+        return self.root / "health-sample.json"
+
+    def health_sample(self) -> dict | None:
+        """The held-out texts and prompts health is measured on, with the base model's figures on
+        them (``jobs.evaluate``); chosen once per workspace. None before the first evaluation."""
+        path = self.health_sample_path
+        return _read_json(path, "health sample") if path.exists() else None
+
+    def save_health_sample(self, document: dict) -> None:
+        atomic_write_text(self.health_sample_path, json.dumps(document, indent=2, sort_keys=True))
 
 
 def _header_or_none(path: Path) -> dict | None:

@@ -45,3 +45,15 @@ def test_evaluate_stores_health_and_the_sample_once(edited):
 def test_no_health_skips_it_and_the_human_output_shows_it(edited):
     assert "health" not in json.loads(wdsp("evaluate", "-w", edited, "--no-health", "--json").stdout)
     assert "Health: perplexity" in wdsp("evaluate", "-w", edited).stdout
+
+
+def test_report_and_status_show_health(edited, tmp_path):
+    wdsp("evaluate", "-w", edited, "-i", 1)
+    wdsp("evaluate", "-w", edited, "-i", 2)
+    report = json.loads(wdsp("report", "-w", edited, "--plot", tmp_path / "curves.png", "--json").stdout)
+    assert all("perplexity_ratio" in r["health"] and "drift" not in r["health"] for r in report["iterations"])
+    assert (tmp_path / "curves-health.png").stat().st_size > 0 and report["health_plot"].endswith("curves-health.png")
+    assert "ppl/base" in wdsp("report", "-w", edited).stdout
+    status = json.loads(wdsp("status", "-w", edited, "--json").stdout)
+    stored = json.loads((edited / "evaluations" / "000002.json").read_text())["health"]["perplexity_ratio"]
+    assert status["iterations"][1]["perplexity_ratio"] == stored

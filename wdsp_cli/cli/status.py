@@ -47,12 +47,13 @@ def status(workspace: Path = WorkspaceOption, json: bool = JsonOption) -> None:
                      soft_wrap=True)
     if document["iterations"]:
         table = Table()
-        for column in ("iter", "created UTC", "method", "reqs", "diff", "dense", "Score", ""):
+        for column in ("iter", "created UTC", "method", "reqs", "diff", "dense", "Score", "ppl/b", ""):
             table.add_column(column, justify="right", no_wrap=True)
         for it in document["iterations"]:
             method = (it["method"] or "?") + ("+WD" if it["wd"] else "") + ("+SP" if it["sp"] else "")
             table.add_row(str(it["iteration"]), (it["created_at"] or "")[5:16].replace("T", " "), method, str(it["requests"]),
                           fmt_bytes(it["diff_bytes"]), fmt_bytes(it["dense_bytes"]), fmt_pct(it["score"]),
+                          "-" if it["perplexity_ratio"] is None else f"{it['perplexity_ratio']:.2f}",
                           "undone" if it["after_head"] else ("HEAD" if it["iteration"] == document["head"] else ""))
         stdout.print(table)
     if document["archived_sets"]:

@@ -40,6 +40,7 @@ def workspace_status(workspace: Workspace) -> dict:
             "seconds": summary.get("seconds"), "source": record.get("job", {}).get("source"),
             "after_head": t > head,
             "score": evaluation["latest"].get("score") if evaluation else None,
+            "perplexity_ratio": (evaluation or {}).get("health", {}).get("perplexity_ratio"),
         })
     statistics = []
     for layer in workspace.statistics_layers():

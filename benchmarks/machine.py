@@ -6,16 +6,9 @@
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
-from wdsp_cli.model.hardware import cpu_flags
+from wdsp_cli.model.hardware import cpu_flags, cpu_model
 
 
 def cpu_description() -> dict:
-    try:
-        model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-    except OSError:
-        model = None
-    return {"model": model.group(1).strip() if model else "unknown", "flags": sorted(cpu_flags()),
-            "cores": os.cpu_count()}
+    return {"model": cpu_model(), "flags": sorted(cpu_flags()), "cores": os.cpu_count()}

@@ -30,15 +30,9 @@ CASES = {
 
 def cpu_signature() -> str:
     """The CPU model and its vector flags (what decides float rounding in torch's kernels)."""
-    import re
+    from wdsp_cli.model.hardware import cpu_flags, cpu_model
 
-    from wdsp_cli.model.hardware import cpu_flags
-
-    try:
-        model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-    except OSError:
-        model = None
-    return f"{model.group(1).strip() if model else 'unknown'} [{' '.join(sorted(cpu_flags()))}]"
+    return f"{cpu_model()} [{' '.join(sorted(cpu_flags()))}]"
 
 
 def _model_dir(kind: str, path: Path) -> Path:

@@ -44,19 +44,13 @@ def _normal(value) -> object:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def stored_metadata(workspace: Workspace, layer: int) -> dict | None:
-    """The metadata of layer ``layer``'s statistics file, or None if there is none (header only;
-    a torn file counts as none, so it is recomputed)."""
-    return workspace.statistics_metadata(layer)
-
-
 def plan_statistics(workspace: Workspace, layers: Sequence[int], identity: dict, tokens: int,
                     force: bool) -> tuple[list[int], list[int]]:
     """(layers to compute, layers whose stored statistics match). Raises StatisticsError for a
     layer with statistics of another corpus or budget unless ``force``."""
     compute, reused = [], []
     for layer in layers:
-        meta = stored_metadata(workspace, layer)
+        meta = workspace.statistics_metadata(layer)
         if meta is None:
             compute.append(layer)
             continue
@@ -117,7 +111,7 @@ def covariance_command(workspace: Workspace, layers: Sequence[int]) -> str:
 
     parts = ["wdsp", "covariance", "-w", str(workspace.root), "--layers", ",".join(str(l) for l in layers)]
     for layer in range(int(workspace.model.get("num_layers") or 0)):
-        meta = stored_metadata(workspace, layer)
+        meta = workspace.statistics_metadata(layer)
         if not meta:
             continue
         try:
@@ -159,7 +153,7 @@ def load_derived(workspace: Workspace, name: str, layer: int, params: dict[str, 
     """A method's per-layer tensor derived from the statistics (AlphaEdit: "nullspace", P_l), kept in
     the workspace with ``params`` and the statistics' creation time; ``compute()`` makes it again (and
     it is stored again) when either differs (new statistics, another threshold) or the file is torn."""
-    stats_meta = stored_metadata(workspace, layer) or {}
+    stats_meta = workspace.statistics_metadata(layer) or {}
     wanted = {**params, "statistics_created_at": stats_meta.get("created_at", "")}
     stored = workspace.derived_metadata(name, layer)  # None when absent or torn
     if stored is not None and {k: v for k, v in stored.items() if k in wanted} == wanted:

@@ -14,7 +14,6 @@ import json
 from ..errors import WorkspaceError
 from ..workspace.store import Workspace
 from .check import quick_problems
-from .statistics import stored_metadata
 
 
 def workspace_status(workspace: Workspace) -> dict:
@@ -44,7 +43,7 @@ def workspace_status(workspace: Workspace) -> dict:
         })
     statistics = []
     for layer in workspace.statistics_layers():
-        meta = stored_metadata(workspace, layer) or {}
+        meta = workspace.statistics_metadata(layer) or {}
         corpus = json.loads(meta.get("corpus", "{}") or "{}")
         statistics.append({"layer": layer, "tokens": int(meta.get("token_count", 0)),
                            "corpus": corpus.get("kind"), "created_at": meta.get("created_at")})

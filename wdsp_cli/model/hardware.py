@@ -1,6 +1,7 @@
 """What the machine computes natively: the reduced precision worth running the target optimisation in.
 
 Public API:
+    cpu_model() -> str                             the CPU's model name ("unknown" if unreadable)
     cpu_flags() -> set[str]                        the CPU's vector flags (avx2, avx512*, amx*); empty if unknown
     native_autocast(device="cpu", flags=None) -> "bfloat16" | None
 
@@ -18,12 +19,20 @@ from pathlib import Path
 NATIVE_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
-def cpu_flags() -> set[str]:
+def _cpuinfo() -> str:
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
-    return set(re.findall(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2)\b", text))
+        return ""
+
+
+def cpu_model() -> str:
+    found = re.search(r"model name\s*:\s*(.*)", _cpuinfo())
+    return found.group(1).strip() if found else "unknown"
+
+
+def cpu_flags() -> set[str]:
+    return set(re.findall(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2)\b", _cpuinfo()))
 
 
 def native_autocast(device: str = "cpu", flags: set[str] | None = None) -> str | None:

@@ -7,3 +7,8 @@ Importing it does nothing beyond defining names.
 """
 
 __version__ = "0.1.0"
+
+#: The version of what an edit computes. Bump it with every change that alters an edit's diff
+#: (the golden test, tests/golden/, is regenerated in the same commit); every iteration records it,
+#: and ``wdsp bench`` refuses to continue a run with another one (a run must not mix engines).
+ENGINE_VERSION = "1"

@@ -1,7 +1,7 @@
 """Curves of editing quality against the iteration, like the paper's figures 3 and 4.
 
 Public API:
-    plot_curves(series, path, title="", panels=PANELS) -> Path
+    plot_curves(series, path, title="", panels=PANELS, columns=None) -> Path
         series: {label: [(iteration, {"efficacy": .., "generalization": .., "locality": .., "score": ..}), ...]}
     HEALTH_PANELS   the panels of the health figures (a row's ``health`` flattened: perplexity_ratio, ...)
 
@@ -16,18 +16,24 @@ from pathlib import Path
 PANELS = (("efficacy", "Efficacy"), ("generalization", "Generalisation"), ("locality", "Locality"), ("score", "Score"))
 HEALTH_PANELS = (("perplexity_ratio", "Perplexity / base"), ("locality_prompts", "Unrelated prompts = base (%)"),
                  ("max_relative_frobenius", "max ||W - W0|| / ||W0||"), ("max_spectral_ratio", "max sigma / sigma0"))
-_PERCENT = {"efficacy", "generalization", "locality", "score", "locality_prompts"}
+_PERCENT = {"efficacy", "generalization", "locality", "score", "retention", "locality_prompts"}
 
 
 def plot_curves(series: dict[str, list[tuple[int, dict]]], path: str | Path, title: str = "",
-                panels=PANELS) -> Path:
+                panels=PANELS, columns: int | None = None) -> Path:
+    """One panel per (key, name) of ``panels``, ``columns`` to a row (default: all in one row)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), sharex=True)
+    columns = min(columns or len(panels), len(panels))
+    rows = -(-len(panels) // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), sharex=True, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     for ax, (key, name) in zip(axes, panels):
         for label, points in series.items():
             xs = [t for t, m in points if m.get(key) is not None]
@@ -40,7 +46,7 @@ def plot_curves(series: dict[str, list[tuple[int, dict]]], path: str | Path, tit
         ax.grid(alpha=0.3)
     if panels[0][0] in _PERCENT:
         axes[0].set_ylabel("%")
-    axes[-1].legend(fontsize=7, loc="lower left")
+    axes[len(panels) - 1].legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

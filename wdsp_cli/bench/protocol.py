@@ -4,9 +4,18 @@ restore), each batch evaluated right after its own edit, for methods x regularis
 Public API:
     VARIANTS                      {"none": {}, "wd": {"wd": True}, "sp": {"sp": True}, "wd+sp": ...}
     BenchSpec(...)                what to run (frozen; saved with the results)
-    run_bench(out, spec, progress=None) -> dict     every figure, also written to out/bench.json
+    run_bench(out, spec, progress=None, device=None, jobs=1) -> dict    run or resume; = summarize(out)
+    summarize(out) -> dict        bench.json, bench.md, plots/ from the runs as far as they have got
+    collapsed(evaluation) -> bool the rule that stops a run (COLLAPSE_EFFICACY, COLLAPSE_PERPLEXITY_RATIO)
     markdown_tables(results) -> str                 the paper's layout (Score at iterations, averages)
-    plot_results(results, folder) -> [Path]         one PNG of curves per method
+    plot_results(results, folder) -> [Path]         curves per method, and grid.png of every run
+
+The evaluation budget: every batch is evaluated right after its edit (with the health figures);
+retention (the requests edited so far, or a fixed random sample of ``retention_sample`` of them)
+at ``retention_at``, every ``retention_every`` iterations and at the end. A run stops early once
+``collapse_batches`` batches in a row have collapsed: efficacy under 5%, or held-out perplexity
+over 10x the base model's (at that point the model no longer takes edits, and what it says is
+broken); the table marks where.
 
 Layout of ``out``: base/ is a workspace holding the shared covariance statistics; runs/<name>/ is
 one workspace per (method, variant, seed), its statistics hard-linked from base/. Every edit is a
@@ -30,7 +39,13 @@ from ..files.atomic import atomic_write_text
 from ..workspace.store import Workspace
 
 # What makes two runs comparable; methods, variants, seeds and retention points may grow.
-PROTOCOL_FIELDS = ("requests", "batch_size", "iterations", "offset", "model", "corpus", "tokens", "steps")
+PROTOCOL_FIELDS = ("requests", "batch_size", "iterations", "offset", "model", "corpus", "tokens", "steps",
+                   "retention_sample", "collapse_batches")
+#: A batch has collapsed when its efficacy is under this (%) ...
+COLLAPSE_EFFICACY = 5.0
+#: ... or the held-out perplexity is over this many times the base model's.
+COLLAPSE_PERPLEXITY_RATIO = 10.0
+HEALTH_FIGURES = ("perplexity_ratio", "locality_prompts", "max_relative_frobenius", "max_spectral_ratio")
 VARIANTS: dict[str, dict] = {"none": {}, "wd": {"wd": True}, "sp": {"sp": True}, "wd+sp": {"wd": True, "sp": True}}
 LABELS = {"none": "", "wd": "+WD", "sp": "+SP", "wd+sp": "+WD+SP"}
 Progress = Callable[[str, dict], None]
@@ -46,7 +61,13 @@ class BenchSpec:
     variants: tuple[str, ...] = ("none", "wd", "sp", "wd+sp")
     seeds: tuple[int, ...] = (0,)
     retention_at: tuple[int, ...] = ()
-    """Iterations at which every request edited so far is evaluated too (the last one is always added)."""
+    """Iterations at which the requests edited so far are evaluated too (the last one is always added)."""
+    retention_every: int = 0
+    """Also every this many iterations (0: only ``retention_at`` and the last)."""
+    retention_sample: int = 0
+    """Retention over a fixed random sample of this many of the requests edited so far (0: all of them)."""
+    collapse_batches: int = 3
+    """Stop a run once this many batches in a row have collapsed (``collapsed``); 0: never stop."""
     offset: int = 0
     model: str = "smollm2-135m-instruct"
     corpus: str = "model-samples"
@@ -59,6 +80,8 @@ class BenchSpec:
 
         problems = [f"unknown method {m!r}" for m in self.methods if m not in METHODS]
         problems += [f"unknown variant {v!r}" for v in self.variants if v not in VARIANTS]
+        if min(self.retention_every, self.retention_sample, self.collapse_batches) < 0:
+            problems.append("retention every, retention sample and collapse batches must be at least 0")
         if self.batch_size < 1 or self.iterations < 1:
             problems.append("batch size and iterations must be at least 1")
         if any(not 1 <= t <= self.iterations for t in self.retention_at):
@@ -71,7 +94,8 @@ class BenchSpec:
 
     @property
     def retention_points(self) -> tuple[int, ...]:
-        return tuple(sorted({*self.retention_at, self.iterations}))
+        every = range(self.retention_every, self.iterations + 1, self.retention_every) if self.retention_every else ()
+        return tuple(sorted({*self.retention_at, *every, self.iterations}))
 
     def run_names(self) -> list[tuple[str, str, str, int]]:
         return [(f"{m}-{v}-seed{s}", m, v, s) for m in self.methods for v in self.variants for s in self.seeds]
@@ -105,10 +129,19 @@ def _open_base(out: Path, spec: BenchSpec, progress: Progress, device: str | Non
     return base
 
 
+def collapsed(document: dict) -> bool:
+    """Has the model collapsed at this evaluation? Its batch's efficacy is under COLLAPSE_EFFICACY %,
+    or its held-out perplexity over COLLAPSE_PERPLEXITY_RATIO x the base model's."""
+    ratio = document.get("health", {}).get("perplexity_ratio", 1.0)
+    return document["latest"]["efficacy"] < COLLAPSE_EFFICACY or not ratio <= COLLAPSE_PERPLEXITY_RATIO
+
+
 def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, variant: str, seed: int,
             batches, progress: Progress, device: str | None = None) -> list[dict]:
-    """Edit and evaluate one run to T iterations (resuming); returns one row per iteration.
+    """Edit and evaluate one run to T iterations (resuming), or until ``spec.collapse_batches``
+    batches in a row have ``collapsed``; returns one row per iteration done (``run_rows``).
     ``device``: where the model runs (None: where the base workspace was created)."""
+    from .. import ENGINE_VERSION
     from ..jobs.edit import job_id, run_edit
     from ..jobs.evaluate import run_evaluate
     from ..workspace.checkout import checkout, load_base
@@ -116,68 +149,173 @@ def run_one(base: Workspace, run_root: Path, spec: BenchSpec, method: str, varia
     ws = Workspace.open(run_root) if Workspace.exists(run_root) else Workspace.create(run_root, base.model)
     config = _config(spec, ws, method, variant, seed)
     ws.adopt_statistics(base, config.layers)
-    current = None
+    sample = spec.retention_sample or None
+    current, streak = None, 0
+
+    def model_at(t: int):
+        nonlocal current
+        if current is None or current.iteration > t:
+            current = checkout(ws, 0, base=load_base(ws, device=device))
+        current.advance_to(ws, t)
+        return current
+
     with ws.lock("wdsp bench"):
         for t, batch in enumerate(batches, start=1):
             done = t in ws.iterations() and ws.record(t).get("job", {}).get("id") == job_id(batch, config, len(batch))
+            if done and (engine := ws.record(t).get("engine", {}).get("version")) != ENGINE_VERSION:
+                raise InputError(f"{run_root.name} was edited up to iteration {t} by engine {engine}; this wdsp has "
+                                 f"engine {ENGINE_VERSION}, and a run must not mix them",
+                                 hint="finish it with the wdsp that started it, or start a new --out folder")
             if not done:
                 if ws.head != t - 1:
                     ws.set_head(t - 1)  # later, different iterations are archived by the edit
-                if current is None or current.iteration > t - 1:
-                    current = checkout(ws, 0, base=load_base(ws, device=device))
                 progress("edit", {"run": run_root.name, "iteration": t})
-                run_edit(ws, batch, config, len(batch), current=current)
+                run_edit(ws, batch, config, len(batch), current=model_at(t - 1))
             elif ws.head < t:
                 ws.set_head(t)
             document = ws.evaluation(t)
             retention = t in spec.retention_points
             if document is None or (retention and "all" not in document):
-                if current is None or current.iteration > t:
-                    current = checkout(ws, 0, base=load_base(ws, device=device))
-                current.advance_to(ws, t)
-                progress("evaluate", {"run": run_root.name, "iteration": t})
-                run_evaluate(ws, t, retention=retention, current=current)
+                progress("evaluate", {"run": run_root.name, "iteration": t, "retention": retention})
+                document = run_evaluate(ws, t, retention=retention, current=model_at(t), sample=sample)
+            streak = streak + 1 if collapsed(document) else 0
+            if spec.collapse_batches and streak >= spec.collapse_batches:
+                if "all" not in document:  # the run ends here: its retention is measured here too
+                    document = run_evaluate(ws, t, retention=True, current=model_at(t), sample=sample)
+                progress("collapsed", {"run": run_root.name, "iteration": t, "since": t - streak + 1})
+                break
+    return run_rows(ws, spec)
+
+
+def run_rows(ws: Workspace, spec: BenchSpec) -> list[dict]:
+    """One row per iteration of a run that is edited and evaluated, in order: seconds (edit),
+    evaluation_seconds, latest, all (at retention points), health (HEALTH_FIGURES), engine.
+    Reads only committed files, so it is safe while the run goes on."""
     rows = []
-    for t in range(1, len(batches) + 1):
-        document, record = ws.evaluation(t), ws.record(t)
-        rows.append({"iteration": t, "seconds": record["summary"]["seconds"], "latest": document["latest"],
-                     **({"all": document["all"]} if "all" in document else {})})
+    for t in range(1, spec.iterations + 1):
+        if t not in ws.iterations() or t > ws.head or (document := ws.evaluation(t)) is None:
+            break
+        record = ws.record(t)
+        row = {"iteration": t, "seconds": record["summary"]["seconds"], "evaluation_seconds": document.get("seconds"),
+               "latest": document["latest"], "engine": record.get("engine", {}).get("version")}
+        if "all" in document:
+            row["all"] = document["all"]
+        if "health" in document:
+            row["health"] = {k: document["health"][k] for k in HEALTH_FIGURES}
+        rows.append(row)
     return rows
 
 
-def run_bench(out: str | os.PathLike, spec: BenchSpec, progress: Progress | None = None,
-              device: str | None = None) -> dict:
-    """Run (or resume) every run of ``spec`` in ``out``; ``device`` places the model (None: the CPU
-    for a new benchmark, else where it was created). Returns every figure (also in out/bench.json)."""
-    from ..data.requests import load_requests
+def _collapse_start(rows: list[dict], spec: BenchSpec) -> int | None:
+    """The first iteration of the run of ``spec.collapse_batches`` collapsed batches that stopped it."""
+    streak = 0
+    for row in rows:
+        streak = streak + 1 if collapsed({"latest": row["latest"], "health": row.get("health", {})}) else 0
+        if spec.collapse_batches and streak >= spec.collapse_batches:
+            return row["iteration"] - streak + 1
+    return None
 
-    progress = progress or (lambda event, data: None)
-    out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
+
+def _run_in_process(base_root: str, run_root: str, spec: BenchSpec, method: str, variant: str, seed: int,
+                    batches, device: str | None, threads: int) -> list[dict]:
+    """``run_one`` in a worker process of ``run_bench(jobs=N)``, with ``threads`` CPU threads."""
+    import sys
+
+    import torch
+
+    torch.set_num_threads(threads)
+
+    def progress(event: str, data: dict) -> None:
+        print(f"{event}: " + ", ".join(f"{k} {v}" for k, v in data.items()), file=sys.stderr, flush=True)
+
+    return run_one(Workspace.open(Path(base_root)), Path(run_root), spec, method, variant, seed, batches, progress,
+                   device)
+
+
+def _threads_per_job(jobs: int) -> int:
+    """OMP_NUM_THREADS when set, else the CPUs shared out among ``jobs`` processes."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _check_protocol(out: Path, spec: BenchSpec) -> None:
     saved = out / "spec.json"
+    defaults = {f.name: f.default for f in dataclasses.fields(BenchSpec) if f.default is not dataclasses.MISSING}
     protocol = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(spec))).items() if k in PROTOCOL_FIELDS}
     if saved.exists():
-        before = {k: v for k, v in json.loads(saved.read_text()).items() if k in PROTOCOL_FIELDS}
+        stored = json.loads(saved.read_text())
+        before = {k: stored.get(k, defaults.get(k)) for k in PROTOCOL_FIELDS}
         if before != protocol:
             changed = sorted(k for k in PROTOCOL_FIELDS if before.get(k) != protocol.get(k))
             raise InputError(f"{out} holds a benchmark with other settings ({', '.join(changed)})",
                              hint="use a new --out folder, or the same settings to resume (methods, variants, "
                                   "seeds and retention points may change: runs already done are reused)")
+
+
+def run_bench(out: str | os.PathLike, spec: BenchSpec, progress: Progress | None = None,
+              device: str | None = None, jobs: int = 1) -> dict:
+    """Run (or resume) every run of ``spec`` in ``out``; ``device`` places the model (None: the CPU
+    for a new benchmark, else where it was created); ``jobs``: runs at once, each in its own process
+    (on a CPU each gets ``_threads_per_job`` threads; on a GPU they share it). Returns every figure
+    (also in out/bench.json, bench.md and plots/, see ``summarize``)."""
+    from ..data.requests import load_requests
+
+    progress = progress or (lambda event, data: None)
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs}: at least one run must go at a time", hint="e.g. --jobs 2")
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    _check_protocol(out, spec)
     requests = load_requests(spec.requests, offset=spec.offset, limit=spec.batch_size * spec.iterations)
     if len(requests) < spec.batch_size * spec.iterations:
         raise InputError(f"{spec.requests} has only {len(requests)} records from offset {spec.offset}, "
                          f"{spec.batch_size * spec.iterations} needed", hint="lower --batch-size or --iterations")
-    atomic_write_text(saved, json.dumps(dataclasses.asdict(spec), indent=2, sort_keys=True))
+    atomic_write_text(out / "spec.json", json.dumps(dataclasses.asdict(spec), indent=2, sort_keys=True))
     batches = [requests[i : i + spec.batch_size] for i in range(0, len(requests), spec.batch_size)]
     base = _open_base(out, spec, progress, device)
+    names = spec.run_names()
+    if jobs == 1:
+        for name, method, variant, seed in names:
+            progress("run", {"run": name})
+            run_one(base, out / "runs" / name, spec, method, variant, seed, batches, progress, device)
+            summarize(out, plots=False)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = _threads_per_job(min(jobs, len(names)))
+        progress("parallel", {"jobs": min(jobs, len(names)), "threads each": threads})
+        with ProcessPoolExecutor(min(jobs, len(names)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_in_process, str(base.root), str(out / "runs" / name), spec, method, variant,
+                                   seed, batches, device, threads) for name, method, variant, seed in names]
+            for future in futures:
+                future.result()  # re-raises a run's error here
+    return summarize(out)
+
+
+def summarize(out: str | os.PathLike, plots: bool = True) -> dict:
+    """bench.json, bench.md and (``plots``) plots/ from the runs in ``out`` as far as they have got;
+    reads only committed files, so it is safe while the benchmark runs. Returns bench.json's content:
+    {"spec", "model", "runs": {name: {method, variant, seed, iterations: rows, collapsed_at}}, "plots"}."""
+    out = Path(out).absolute()
+    if not (out / "spec.json").exists():
+        raise InputError(f"{out} holds no benchmark (no spec.json)", hint="give the --out folder of a wdsp bench run")
+    stored = json.loads((out / "spec.json").read_text())
+    known = {f.name for f in dataclasses.fields(BenchSpec)}
+    spec = BenchSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
+    base = Workspace.open(out / "base")
     results = {"spec": dataclasses.asdict(spec), "model": base.model, "runs": {}}
     for name, method, variant, seed in spec.run_names():
-        progress("run", {"run": name})
-        rows = run_one(base, out / "runs" / name, spec, method, variant, seed, batches, progress, device)
-        results["runs"][name] = {"method": method, "variant": variant, "seed": seed, "iterations": rows}
-        atomic_write_text(out / "bench.json", json.dumps(results, indent=1, sort_keys=True, allow_nan=True))
-    atomic_write_text(out / "bench.md", markdown_tables(results))
-    results["plots"] = [str(p) for p in plot_results(results, out / "plots")]
+        root = out / "runs" / name
+        rows = run_rows(Workspace.open(root), spec) if Workspace.exists(root) else []
+        if rows:
+            results["runs"][name] = {"method": method, "variant": variant, "seed": seed, "iterations": rows,
+                                     "collapsed_at": _collapse_start(rows, spec)}
+    if results["runs"]:
+        atomic_write_text(out / "bench.md", markdown_tables(results))
+        if plots:
+            results["plots"] = [str(p) for p in plot_results(results, out / "plots")]
     atomic_write_text(out / "bench.json", json.dumps(results, indent=1, sort_keys=True, allow_nan=True))
     return results
 
@@ -190,7 +328,8 @@ def _mean(values) -> float:
 
 
 def seed_averaged(results: dict) -> dict[str, list[dict]]:
-    """{"MEMIT+WD": [per-iteration metrics averaged over seeds]} in the grid's order."""
+    """{"MEMIT+WD": [per-iteration figures averaged over the seeds that reached the iteration]}, in
+    the grid's order; a run that stopped at its collapse contributes up to its last iteration."""
     grouped: dict[str, list[list[dict]]] = {}
     for run in results["runs"].values():
         label = run["method"].upper() + LABELS[run["variant"]]
@@ -198,15 +337,24 @@ def seed_averaged(results: dict) -> dict[str, list[dict]]:
     averaged = {}
     for label, runs in grouped.items():
         rows = []
-        for t in range(len(runs[0])):
-            row = {"iteration": t + 1, "seconds": _mean(r[t]["seconds"] for r in runs)}
+        for t in range(max(len(r) for r in runs)):
+            reached = [r[t] for r in runs if t < len(r)]
+            row = {"iteration": t + 1, "seconds": _mean(r["seconds"] for r in reached), "runs": len(reached)}
             for scope in ("latest", "all"):
-                if all(scope in r[t] for r in runs):
-                    row[scope] = {k: _mean(r[t][scope].get(k) for r in runs)
+                if all(scope in r for r in reached):
+                    row[scope] = {k: _mean(r[scope].get(k) for r in reached)
                                   for k in ("efficacy", "generalization", "locality", "locality_base", "score")}
+            if all("health" in r for r in reached):
+                row["health"] = {k: _mean(r["health"][k] for r in reached) for k in HEALTH_FIGURES}
             rows.append(row)
         averaged[label] = rows
     return averaged
+
+
+def _cell(rows: list[dict], t: int, scope: str, key: str, digits: int = 2) -> str:
+    """One figure of a table, or "—" where the run stopped before iteration t."""
+    value = rows[t - 1].get(scope, {}).get(key) if t <= len(rows) else None
+    return "—" if value is None or value != value else f"{value:.{digits}f}"
 
 
 def _marks(iterations: int) -> list[int]:
@@ -223,40 +371,71 @@ def markdown_tables(results: dict) -> str:
     marks = _marks(spec["iterations"])
     protocol = next(iter(results["runs"].values()))["iterations"][0]["latest"].get("protocol", "")
     lines = [f"Requests: {spec['requests']} (offset {spec['offset']}), B = {spec['batch_size']}, "
-             f"T = {spec['iterations']}, seeds {spec['seeds']}, model {spec['model']}, {protocol} metrics (%).", "",
-             "Score of each batch right after its edit, at selected iterations, and its average", "",
-             "| Method | " + " | ".join(f"@{t}" for t in marks) + " | Avg |", "|---" * (len(marks) + 2) + "|"]
+             f"T = {spec['iterations']}, seeds {spec['seeds']}, model {spec['model']}, {protocol} metrics (%).", ""]
+    progress = [f"{name}: {len(run['iterations'])} of {spec['iterations']} iterations"
+                + (f", collapsed from iteration {run['collapsed_at']} (stopped)" if run.get("collapsed_at") else "")
+                for name, run in results["runs"].items()]
+    lines += ["Runs: " + "; ".join(progress) + ".", "",
+              "Score of each batch right after its edit, at selected iterations, and its average "
+              "(— : the run has not got there, or stopped at its collapse)", "",
+              "| Method | " + " | ".join(f"@{t}" for t in marks) + " | Avg |", "|---" * (len(marks) + 2) + "|"]
     for label, rows in averaged.items():
-        lines.append(f"| {label} | " + " | ".join(f"{rows[t - 1]['latest']['score']:.2f}" for t in marks)
+        lines.append(f"| {label} | " + " | ".join(_cell(rows, t, "latest", "score") for t in marks)
                      + f" | {_mean(r['latest']['score'] for r in rows):.2f} |")
-    lines += ["", "Averages over iterations (each batch right after its edit)", "",
-              "| Method | Avg.Eff | Avg.Gen | Avg.Loc | Avg.Loc vs base | median s/batch |", "|---|---|---|---|---|---|"]
+    lines += ["", "Averages over the iterations done (each batch right after its edit)", "",
+              "| Method | iterations | Avg.Eff | Avg.Gen | Avg.Loc | Avg.Loc vs base | median s/batch |",
+              "|---|---|---|---|---|---|---|"]
     for label, rows in averaged.items():
         mean = lambda k: _mean(r["latest"][k] for r in rows)  # noqa: E731
-        lines.append(f"| {label} | {mean('efficacy'):.2f} | {mean('generalization'):.2f} | {mean('locality'):.2f} | "
-                     f"{mean('locality_base'):.2f} | {statistics.median(r['seconds'] for r in rows):.1f} |")
-    points = [t for t in range(1, spec["iterations"] + 1) if all("all" in rows[t - 1] for rows in averaged.values())]
+        lines.append(f"| {label} | {len(rows)} | {mean('efficacy'):.2f} | {mean('generalization'):.2f} | "
+                     f"{mean('locality'):.2f} | {mean('locality_base'):.2f} | "
+                     f"{statistics.median(r['seconds'] for r in rows):.1f} |")
+    points = sorted({r["iteration"] for rows in averaged.values() for r in rows if "all" in r})
     if points:
-        lines += ["", "Retention: every request edited so far, evaluated at iteration t (Eff / Gen / Loc / Score)", "",
+        sample = spec.get("retention_sample")
+        scope = f"a fixed random sample of {sample} of the requests edited so far" if sample else \
+            "every request edited so far"
+        lines += ["", f"Retention: {scope}, evaluated at iteration t (Eff / Gen / Loc / Score)", "",
                   "| Method | " + " | ".join(f"@{t}" for t in points) + " |", "|---" * (len(points) + 1) + "|"]
         for label, rows in averaged.items():
-            cells = [rows[t - 1]["all"] for t in points]
+            cells = [rows[t - 1]["all"] if t <= len(rows) and "all" in rows[t - 1] else None for t in points]
             lines.append(f"| {label} | " + " | ".join(
+                "—" if c is None else
                 f"{c['efficacy']:.1f} / {c['generalization']:.1f} / {c['locality']:.1f} / **{c['score']:.1f}**"
                 for c in cells) + " |")
+    if all("health" in r for rows in averaged.values() for r in rows):
+        lines += ["", "Health at selected iterations: perplexity / base on held-out text; unrelated prompts whose "
+                  "next token is the base's (%); max ||W - W0||_F / ||W0||_F; max sigma_1 / sigma_1(W0)", "",
+                  "| Method | " + " | ".join(f"@{t}" for t in marks) + " |", "|---" * (len(marks) + 1) + "|"]
+        for label, rows in averaged.items():
+            lines.append(f"| {label} | " + " | ".join(
+                "—" if t > len(rows) else
+                f"{_cell(rows, t, 'health', 'perplexity_ratio', 3)} / {_cell(rows, t, 'health', 'locality_prompts', 1)}"
+                f" / {_cell(rows, t, 'health', 'max_relative_frobenius', 3)}"
+                f" / {_cell(rows, t, 'health', 'max_spectral_ratio', 3)}" for t in marks) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot_results(results: dict, folder: str | os.PathLike) -> list[Path]:
     """out/plots/<method>.png: efficacy, generalisation, locality and Score of each batch right
-    after its edit against the iteration, one line per variant (seed-averaged)."""
-    from .plots import plot_curves
+    after its edit against the iteration, one line per variant (seed-averaged); and
+    out/plots/grid.png: Score, retention Score and the health figures of every run of the grid."""
+    from .plots import HEALTH_PANELS, plot_curves
 
     averaged = seed_averaged(results)
+    spec = results["spec"]
     paths = []
-    for method in results["spec"]["methods"]:
+    for method in spec["methods"]:
         series = {label: [(r["iteration"], r["latest"]) for r in rows]
                   for label, rows in averaged.items() if label.split("+")[0] == method.upper()}
-        paths.append(plot_curves(series, Path(folder) / f"{method}.png",
-                                 title=f"{method.upper()}: B = {results['spec']['batch_size']}"))
+        if series:
+            paths.append(plot_curves(series, Path(folder) / f"{method}.png",
+                                     title=f"{method.upper()}: B = {spec['batch_size']}"))
+    grid = {label: [(r["iteration"], {"score": r["latest"]["score"], "efficacy": r["latest"]["efficacy"],
+                                      "retention": r.get("all", {}).get("score"), **r.get("health", {})})
+                    for r in rows] for label, rows in averaged.items()}
+    panels = (("score", "Score (batch)"), ("efficacy", "Efficacy (batch)"), ("retention", "Score (retention)"),
+              *HEALTH_PANELS)
+    paths.append(plot_curves(grid, Path(folder) / "grid.png", panels=panels, columns=4,
+                             title=f"{Path(spec['requests']).name}: B = {spec['batch_size']}, all runs"))
     return paths

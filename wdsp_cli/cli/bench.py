@@ -20,7 +20,8 @@ def _list(text: str, cast=str) -> tuple:
 
 @handles_errors
 def bench(
-    requests: Path = typer.Argument(..., help="CounterFact, zsRE or facts JSONL to take the batches from."),
+    requests: Path = typer.Argument(None, help="CounterFact, zsRE or facts JSONL to take the batches from "
+                                               "(not needed with --tables-only)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the runs' workspaces, bench.json, bench.md, plots/."),
     batch_size: int = typer.Option(20, "--batch-size", "-b", help="B: requests per iteration."),
     iterations: int = typer.Option(10, "--iterations", "-T", help="T: iterations (batches) per run."),
@@ -30,6 +31,20 @@ def bench(
     retention_at: str = typer.Option("", "--retention-at",
                                      help="Iterations at which all requests edited so far are evaluated too "
                                           "(T always is)."),
+    retention_every: int = typer.Option(0, "--retention-every",
+                                        help="Also evaluate retention every this many iterations."),
+    retention_sample: int = typer.Option(0, "--retention-sample",
+                                         help="Retention over a fixed random sample of this many of the requests "
+                                              "edited so far (0: all of them)."),
+    collapse_batches: int = typer.Option(3, "--collapse-batches",
+                                         help="Stop a run once this many batches in a row have collapsed (efficacy "
+                                              "under 5% or held-out perplexity over 10x the base's); 0: never."),
+    jobs: int = typer.Option(1, "--jobs", "-j",
+                             help="Runs at once, each in its own process (CPU threads shared out among them, or "
+                                  "OMP_NUM_THREADS each; on a GPU they share it)."),
+    tables_only: bool = typer.Option(False, "--tables-only",
+                                     help="Only write bench.json, bench.md and plots/ from the runs in OUT as far "
+                                          "as they have got (safe while the benchmark runs)."),
     offset: int = typer.Option(0, "--offset", help="First record used."),
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Model to edit."),
     corpus: str = typer.Option("model-samples", "--corpus", help="Corpus of the covariance statistics."),
@@ -43,20 +58,29 @@ def bench(
     batch right after its edit; writes bench.json, bench.md (the paper's tables) and plots/.
 
     Each run is a workspace under OUT/runs/, so an interrupted benchmark resumes when rerun."""
-    from ..bench.protocol import BenchSpec, run_bench
+    from ..bench.protocol import BenchSpec, run_bench, summarize
+    from ..errors import InputError
 
-    spec = BenchSpec(str(requests), batch_size, iterations, _list(methods), _list(variants), _list(seeds, int),
-                     _list(retention_at, int), offset, model, corpus, tokens, steps)
+    if tables_only:
+        results = summarize(out)
+    elif requests is None:
+        raise InputError("give the requests file to benchmark", hint="e.g. wdsp bench facts.jsonl --out runs/b")
+    else:
+        spec = BenchSpec(str(requests), batch_size, iterations, _list(methods), _list(variants), _list(seeds, int),
+                         _list(retention_at, int), retention_every, retention_sample, collapse_batches, offset,
+                         model, corpus, tokens, steps)
 
-    def progress(event: str, data: dict) -> None:
-        if event in ("run", "statistics"):
-            stderr.print(f"{event}: " + ", ".join(f"{k} {v}" for k, v in data.items()))
-        elif event == "edit":
-            stderr.print(f"  {data['run']}: iteration {data['iteration']}/{iterations}")
+        def progress(event: str, data: dict) -> None:
+            if event in ("run", "statistics", "parallel"):
+                stderr.print(f"{event}: " + ", ".join(f"{k} {v}" for k, v in data.items()))
+            elif event == "edit":
+                stderr.print(f"  {data['run']}: iteration {data['iteration']}/{iterations}")
+            elif event == "collapsed":
+                stderr.print(f"  {data['run']}: collapsed since iteration {data['since']}; stopped at {data['iteration']}")
 
-    results = run_bench(out, spec, progress, device=device)
+        results = run_bench(out, spec, progress, device=device, jobs=jobs)
     if json:
         emit_json(results)
         return
     stdout.print((Path(out) / "bench.md").read_text())
-    stdout.print(f"Figures: {Path(out) / 'bench.json'}; plots: {', '.join(results['plots'])}")
+    stdout.print(f"Figures: {Path(out) / 'bench.json'}; plots: {', '.join(results.get('plots', []))}")

@@ -21,6 +21,9 @@ def evaluate(
     iteration: int = typer.Option(None, "--iteration", "-i", help="Evaluate this iteration (default: HEAD)."),
     retention: bool = typer.Option(True, "--retention/--no-retention",
                                    help="Also evaluate all requests edited in iterations 1..t."),
+    sample: int = typer.Option(None, "--retention-sample",
+                               help="Retention over a fixed random sample of this many of the requests edited so "
+                                    "far (the same requests at every iteration while they rank in it), not all."),
     health: bool = typer.Option(True, "--health/--no-health",
                                 help="Also measure the model's health: perplexity on held-out text against the "
                                      "base model's, unrelated prompts' next tokens, growth of the edited matrices."),
@@ -35,7 +38,7 @@ def evaluate(
 
     ws = open_workspace(workspace)
     with ws.lock("wdsp evaluate"):
-        document = run_evaluate(ws, iteration, retention, health=health)
+        document = run_evaluate(ws, iteration, retention, health=health, sample=sample)
     if json:
         emit_json(document)
         return
@@ -43,7 +46,10 @@ def evaluate(
     table = Table(title=f"Iteration {t} ({document['latest']['protocol']} metrics, %)")
     for column in ("requests of", "n", "eff.", "gen.", "loc.", "loc. = base", "Score"):
         table.add_column(column, justify="right", no_wrap=True)
-    scopes = [("latest", f"iter. {t}")] + ([("all", f"iter. 1-{t}")] if "all" in document and t > 1 else [])
+    everything = document.get("all", {})
+    label = f"iter. 1-{t}" + (f" (sample of {everything['edited']})" if everything.get("sample") else "")
+    shown = everything and (t > 1 or everything.get("sample"))
+    scopes = [("latest", f"iter. {t}")] + ([("all", label)] if shown else [])
     for name, label in scopes:
         row = document[name]
         table.add_row(label, str(row["requests"]), fmt_pct(row["efficacy"]), fmt_pct(row["generalization"]),

@@ -90,6 +90,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
     optimisation's memory bound (``editing.edit_batch``); not part of the job, it changes no result."""
     from ..editing.batch import edit_batch
     from ..methods import method
+    from ..model.hardware import engine_description
     from ..workspace.checkout import (
         checkout,
         context_templates,
@@ -140,7 +141,8 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         }
         record = {"config": config.to_dict(), "job": {"id": plan.job, "batch": index, "batches": len(plan.batches),
                                                       "source": source},
-                  "summary": summary, "report": edit.report}
+                  "summary": summary, "report": edit.report,
+                  "engine": engine_description(str(next(current.model.parameters()).device))}
         if index == plan.done:  # the first write of this run: nothing changes before it
             report["archived"], folder = workspace.archive_after(workspace.head)
             report["archive"] = str(folder) if folder else None

@@ -1,10 +1,13 @@
 """Evaluating a workspace's iteration: its own requests, and every request edited so far.
 
 Public API:
-    run_evaluate(workspace, iteration=None, retention=True, current=None) -> dict (also stored)
+    run_evaluate(workspace, iteration=None, retention=True, current=None, health=True, sample=None)
+        -> dict (also stored)
+    retention_sample(edited, size) -> list     the fixed random sample retention uses when ``sample``
 
 ``latest``: the metrics of iteration t's requests on the model at t; ``all``: of the requests of
-iterations 1..t (retention: do earlier edits survive later ones?). Metrics: CounterFact's when
+iterations 1..t (retention: do earlier edits survive later ones?), or of a fixed random sample of
+them (``sample``; ``all`` then says ``edited`` and ``sample``). Metrics: CounterFact's when
 every request has an old target, token accuracy otherwise (``evaluation.evaluate_requests``),
 plus ``locality_base``: the % of neighbour prompts whose greedy next token at t is the base
 model's (does the edit change what the model said before?), whatever the datasets' gold answers.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import WorkspaceError
+from ..errors import InputError, WorkspaceError
 from ..workspace.store import Workspace, now
 
 HEALTH_TEXTS = 64  # about 4k tokens of held-out text
@@ -70,11 +73,27 @@ def model_health(current, sample: dict) -> dict:
             "max_spectral_ratio": max((d["spectral_ratio"] for d in drift.values()), default=1.0)}
 
 
+def retention_sample(edited: list[list], size: int | None) -> list:
+    """A fixed random sample of ``size`` of the requests ``edited[s - 1]`` of iterations s = 1..t
+    (all of them when ``size`` is None or covers them): the ``size`` requests whose
+    sha256("<iteration>:<index in its batch>") is smallest, in edit order. A request's rank never
+    changes, so the sample at a later t keeps every earlier member that still ranks in the first ``size``."""
+    import hashlib
+
+    tagged = [(s, i, r) for s, batch in enumerate(edited, start=1) for i, r in enumerate(batch)]
+    if size is None or size >= len(tagged):
+        return [r for _, _, r in tagged]
+    rank = lambda item: hashlib.sha256(f"{item[0]}:{item[1]}".encode()).digest()  # noqa: E731
+    chosen = sorted(sorted(tagged, key=rank)[:size], key=lambda item: item[:2])
+    return [r for _, _, r in chosen]
+
+
 def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: bool = True,
-                 current=None, health: bool = True) -> dict:
+                 current=None, health: bool = True, sample: int | None = None) -> dict:
     """Evaluate iteration ``iteration`` (default HEAD). ``current``: a ``checkout.Checkout``
     already at that iteration (the benchmark keeps one loaded), else the model is loaded.
-    ``health``: add the health figures (module docstring)."""
+    ``health``: add the health figures (module docstring). ``sample``: retention over a fixed
+    random sample of that many of the requests edited so far (``retention_sample``), not all."""
     from ..evaluation.scoring import (
         evaluate_requests,
         neighbour_prompts,
@@ -88,27 +107,31 @@ def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: 
                              hint="edit first: wdsp edit FACTS.jsonl")
     workspace.check_iteration(t)
     clock = time.perf_counter()
+    if sample is not None and sample < 1:
+        raise InputError(f"--retention-sample {sample}: a sample needs at least 1 request",
+                         hint="leave it out to evaluate every request edited so far")
     latest = workspace.requests(t)
-    everything = [r for s in range(1, t + 1) for r in (latest if s == t else workspace.requests(s))] \
-        if retention else latest
     if current is None:
         current = checkout(workspace, t)
     elif current.iteration != t:
         raise ValueError(f"the checkout is at iteration {current.iteration}, not {t}")
-    with current.state.original_weights():
-        said_before = next_token_predictions(current.model, current.tokenizer, neighbour_prompts(everything))
-    said_now = next_token_predictions(current.model, current.tokenizer, neighbour_prompts(everything))
 
     def metrics(requests) -> dict:
-        n = len(neighbour_prompts(requests))  # ``requests`` is a prefix or suffix of ``everything``
-        before, now_ = (said_before[-n:], said_now[-n:]) if n else (said_before[:0], said_now[:0])
-        same = 100.0 * float((before == now_).float().mean()) if n else float("nan")
+        prompts = neighbour_prompts(requests)
+        with current.state.original_weights():
+            before = next_token_predictions(current.model, current.tokenizer, prompts)
+        after = next_token_predictions(current.model, current.tokenizer, prompts)
+        same = 100.0 * float((before == after).float().mean()) if prompts else float("nan")
         return {"requests": len(requests), **evaluate_requests(current.model, current.tokenizer, requests),
                 "locality_base": same}
 
     document = {"iteration": t, "evaluated_at": now(), "latest": metrics(latest)}
     if retention:
-        document["all"] = {"iterations": t, **(document["latest"] if t == 1 else metrics(everything))}
+        edited = [latest if s == t else workspace.requests(s) for s in range(1, t + 1)]
+        chosen = retention_sample(edited, sample)
+        total = sum(map(len, edited))
+        scope = {"iterations": t, "edited": total, "sample": sample if len(chosen) < total else None}
+        document["all"] = {**scope, **(document["latest"] if t == 1 and len(chosen) == total else metrics(chosen))}
     if health:
         document["health"] = model_health(current, health_sample(workspace, current))
     document["seconds"] = round(time.perf_counter() - clock, 2)

@@ -4,6 +4,7 @@ Public API:
     cpu_model() -> str                             the CPU's model name ("unknown" if unreadable)
     cpu_flags() -> set[str]                        the CPU's vector flags (avx2, avx512*, amx*); empty if unknown
     native_autocast(device="cpu", flags=None) -> "bfloat16" | None
+    engine_description(device="cpu") -> dict      what computed an edit: engine version, torch, CPU, threads
 
 bfloat16 pays only where the hardware has it: on CPUs with AMX (amx_bf16) or AVX512-BF16
 (avx512_bf16) a B = 50 MEMIT edit ran 1.56x faster under bf16 autocast on an AMD EPYC with
@@ -42,3 +43,14 @@ def native_autocast(device: str = "cpu", flags: set[str] | None = None) -> str |
 
         return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
     return "bfloat16" if NATIVE_BF16_CPU_FLAGS & (cpu_flags() if flags is None else set(flags)) else None
+
+
+def engine_description(device: str = "cpu") -> dict:
+    """{"version": ENGINE_VERSION, "wdsp", "torch", "cpu", "cpu_flags", "threads", "device"}: recorded
+    with every iteration. Results are bit-identical only for the same version, CPU and thread count."""
+    import torch
+
+    from .. import ENGINE_VERSION, __version__
+
+    return {"version": ENGINE_VERSION, "wdsp": __version__, "torch": torch.__version__, "cpu": cpu_model(),
+            "cpu_flags": sorted(cpu_flags()), "threads": torch.get_num_threads(), "device": str(device)}

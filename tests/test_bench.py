@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -131,7 +133,13 @@ def test_runs_in_parallel_processes_match_one_process_and_tables_come_while_runn
     spec = BenchSpec(str(facts), batch_size=3, iterations=2, methods=("memit",), variants=("none", "sp"),
                      model=str(model), corpus=str(write_corpus(tmp_path / "c.txt")), tokens=2000, steps=2)
     serial = run_bench(tmp_path / "one", spec)
-    parallel = run_bench(tmp_path / "two", spec, jobs=2)
+    command = [sys.executable, "-m", "wdsp_cli", "bench", str(facts), "--out", str(tmp_path / "two"), "-b", "3",
+               "-T", "2", "--methods", "memit", "--variants", "none,sp", "--model", str(model), "--corpus",
+               spec.corpus, "--tokens", "2000", "--steps", "2", "--jobs", "2", "--json"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)  # workers re-import __main__
+    assert finished.returncode == 0, finished.stderr
+    parallel = json.loads(finished.stdout)
+    assert "parallel: jobs 2" in finished.stderr
     for name, run in serial["runs"].items():
         for a, b in zip(run["iterations"], parallel["runs"][name]["iterations"], strict=True):
             assert a["latest"]["score"] == pytest.approx(b["latest"]["score"], abs=1e-6)

@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from . import __version__
 from .errors import InputError
 from .methods import METHODS
-from .regularisers.configs import SPConfig, WDConfig
+from .regularisers.configs import NormConfig, SPConfig, WDConfig
 
 AUTOCAST_DTYPES = (None, "bfloat16", "float16")
+#: Settings added after 0.1.0, with the value that leaves an edit as it was before them.
+ADDED_LATER = {**NormConfig().to_flat()}
 # The command-line option of each field that has one; the others are set with --set NAME=VALUE.
 FLAGS = {"method": "--method", "layers": "--layers", "v_num_grad_steps": "--steps", "seed": "--seed",
          "autocast_dtype": "--autocast", "nullspace_threshold": "--nullspace-threshold",
@@ -36,7 +38,8 @@ FLAGS = {"method": "--method", "layers": "--layers", "v_num_grad_steps": "--step
 def flag(name: str) -> str:
     """How a user sets the flat field ``name``: its option (``--steps``) or ``--set name=``."""
     return FLAGS.get(name) or {**{f"wd_{k}": v for k, v in WDConfig.FLAGS.items()},
-                               **{f"sp_{k}": v for k, v in SPConfig.FLAGS.items()}}.get(name, f"--set {name}=")
+                               **{f"sp_{k}": v for k, v in SPConfig.FLAGS.items()},
+                               **{f"norm_{k}": v for k, v in NormConfig.FLAGS.items()}}.get(name, f"--set {name}=")
 
 
 def _shown(name: str, value) -> str:
@@ -48,7 +51,7 @@ def _shown(name: str, value) -> str:
 
 def _typed(name: str, text: str, default):
     """``text`` as the type of the field's default (bool, int, float, str; "none" clears an optional one)."""
-    optional = name in ("wd_weight", "autocast_dtype")
+    optional = name in ("wd_weight", "autocast_dtype", "norm_budget")
     if optional and text.strip().lower() in ("none", "null", ""):
         return None
     try:
@@ -58,7 +61,7 @@ def _typed(name: str, text: str, default):
             return text.strip().lower() in ("true", "1", "yes")
         if isinstance(default, int):
             return int(text)
-        if isinstance(default, float) or name == "wd_weight":
+        if isinstance(default, float) or name in ("wd_weight", "norm_budget"):
             return float(text)
     except ValueError:
         kind = "true or false" if isinstance(default, bool) else type(default or 0.0).__name__
@@ -117,6 +120,8 @@ class EditConfig:
     """The Wasserstein distance constraint (the paper's WD); flat: ``wd``, ``wd_mode``, ..."""
     sp: SPConfig = field(default_factory=SPConfig)
     """Sparsification of the residuals (the paper's SP); flat: ``sp``, ``sp_prune``, ..."""
+    norm: NormConfig = field(default_factory=NormConfig)
+    """Norm anchoring and the norm budget (beyond the paper); flat: ``norm_anchor``, ``norm_budget``."""
     nullspace_threshold: float = 2e-2
     """AlphaEdit: eigenvalues of C below this span the null space projected onto (``nullspace_threshold``)."""
     alphaedit_l2: float = 10.0
@@ -124,9 +129,10 @@ class EditConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
-        if not isinstance(self.wd, WDConfig) or not isinstance(self.sp, SPConfig):
-            raise TypeError("EditConfig.wd and .sp take WDConfig and SPConfig; use EditConfig.from_dict or "
-                            ".replace(wd=True, wd_mode=...) for the flat names")
+        if not isinstance(self.wd, WDConfig) or not isinstance(self.sp, SPConfig) \
+                or not isinstance(self.norm, NormConfig):
+            raise TypeError("EditConfig.wd, .sp and .norm take WDConfig, SPConfig and NormConfig; use "
+                            "EditConfig.from_dict or .replace(wd=True, wd_mode=...) for the flat names")
         problems = []
         if self.method not in METHODS:
             problems.append(f"--method {self.method!r} is not one of {', '.join(METHODS)}")
@@ -159,7 +165,7 @@ class EditConfig:
         """A copy with ``changes``, by flat name (``wd_mode="sinkhorn"``) or nested (``wd=WDConfig(...)``)."""
         flat = {}
         for name, value in changes.items():
-            if isinstance(value, (WDConfig, SPConfig)):
+            if isinstance(value, (WDConfig, SPConfig, NormConfig)):
                 flat.update(value.to_flat())
             else:
                 flat[name] = value
@@ -167,8 +173,13 @@ class EditConfig:
 
     def to_dict(self) -> dict:
         """The flat form (what config.json, records and job ids hold)."""
-        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("wd", "sp")}
-        return {**top, "layers": list(self.layers), **self.wd.to_flat(), **self.sp.to_flat()}
+        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("wd", "sp", "norm")}
+        return {**top, "layers": list(self.layers), **self.wd.to_flat(), **self.sp.to_flat(), **self.norm.to_flat()}
+
+    def identity(self) -> dict:
+        """``to_dict`` without the settings added since 0.1.0 while they are off (``ADDED_LATER``):
+        what a job id hashes, so jobs and records made before a setting existed keep their ids."""
+        return {k: v for k, v in self.to_dict().items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
     def to_json(self) -> str:
         return json.dumps({"wdsp_version": __version__, **self.to_dict()}, sort_keys=True, indent=2)
@@ -176,14 +187,14 @@ class EditConfig:
     @classmethod
     def from_dict(cls, data: dict) -> EditConfig:
         data = {k: v for k, v in data.items() if k != "wdsp_version"}
-        top = {f.name for f in dataclasses.fields(cls)} - {"wd", "sp"}
-        nested = set(WDConfig().to_flat()) | set(SPConfig().to_flat())
+        top = {f.name for f in dataclasses.fields(cls)} - {"wd", "sp", "norm"}
+        nested = set(WDConfig().to_flat()) | set(SPConfig().to_flat()) | set(NormConfig().to_flat())
         unknown = sorted(set(data) - top - nested)
         if unknown:
             raise InputError(f"unknown configuration field(s): {', '.join(unknown)}",
                              hint=f"known fields: {', '.join(sorted(top | nested))}")
         return cls(**{k: v for k, v in data.items() if k in top},
-                   wd=WDConfig.from_flat(data), sp=SPConfig.from_flat(data))
+                   wd=WDConfig.from_flat(data), sp=SPConfig.from_flat(data), norm=NormConfig.from_flat(data))
 
     @classmethod
     def from_json(cls, text: str) -> EditConfig:

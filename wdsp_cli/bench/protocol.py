@@ -2,7 +2,8 @@
 restore), each batch evaluated right after its own edit, for methods x regularisers x seeds.
 
 Public API:
-    VARIANTS                      {"none": {}, "wd": {"wd": True}, "sp": {"sp": True}, "wd+sp": ...}
+    variant_settings(name) -> dict  "none", or parts joined by "+": wd, sp, anchor, budget<R> (e.g.
+                                  "wd+sp", "anchor", "budget0.05", "wd+sp+anchor") -> edit settings
     BenchSpec(...)                what to run (frozen; saved with the results)
     run_bench(out, spec, progress=None, device=None, jobs=1) -> dict    run or resume; = summarize(out)
     summarize(out) -> dict        bench.json, bench.md, plots/ from the runs as far as they have got
@@ -46,8 +47,36 @@ COLLAPSE_EFFICACY = 5.0
 #: ... or the held-out perplexity is over this many times the base model's.
 COLLAPSE_PERPLEXITY_RATIO = 10.0
 HEALTH_FIGURES = ("perplexity_ratio", "locality_prompts", "max_relative_frobenius", "max_spectral_ratio")
-VARIANTS: dict[str, dict] = {"none": {}, "wd": {"wd": True}, "sp": {"sp": True}, "wd+sp": {"wd": True, "sp": True}}
-LABELS = {"none": "", "wd": "+WD", "sp": "+SP", "wd+sp": "+WD+SP"}
+#: The parts a variant is made of (joined by "+"); "budget" takes its fraction: "budget0.05".
+VARIANT_PARTS: dict[str, dict] = {"wd": {"wd": True}, "sp": {"sp": True}, "anchor": {"norm_anchor": True}}
+
+
+def variant_settings(name: str) -> dict:
+    """The edit settings of a variant: "none" -> {}; "wd+sp+budget0.05" -> {"wd": True, "sp": True,
+    "norm_budget": 0.05}. InputError for an unknown part."""
+    settings: dict = {}
+    for part in [] if name == "none" else name.split("+"):
+        if part in VARIANT_PARTS:
+            settings.update(VARIANT_PARTS[part])
+        elif part.startswith("budget") and _is_number(part[len("budget"):]):
+            settings["norm_budget"] = float(part[len("budget"):])
+        else:
+            raise InputError(f"unknown variant {name!r} (part {part!r})",
+                             hint="none, or parts joined by '+': wd, sp, anchor, budget<fraction> (e.g. wd+sp, "
+                                  "anchor, budget0.05)")
+    return settings
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+def variant_label(name: str) -> str:
+    """"" for "none", else "+WD+SP", "+ANCHOR", "+BUDGET0.05" (appended to the method's name)."""
+    return "" if name == "none" else "".join("+" + part.upper() for part in name.split("+"))
 Progress = Callable[[str, dict], None]
 
 
@@ -79,7 +108,11 @@ class BenchSpec:
         from ..config import METHODS
 
         problems = [f"unknown method {m!r}" for m in self.methods if m not in METHODS]
-        problems += [f"unknown variant {v!r}" for v in self.variants if v not in VARIANTS]
+        for v in self.variants:
+            try:
+                variant_settings(v)
+            except InputError as error:
+                problems.append(error.message)
         if min(self.retention_every, self.retention_sample, self.collapse_batches) < 0:
             problems.append("retention every, retention sample and collapse batches must be at least 0")
         if self.batch_size < 1 or self.iterations < 1:
@@ -90,7 +123,8 @@ class BenchSpec:
             problems.append("give at least one method, variant and seed")
         if problems:
             raise InputError("invalid benchmark: " + "; ".join(problems),
-                             hint=f"methods: {', '.join(METHODS)}; variants: {', '.join(VARIANTS)}")
+                             hint=f"methods: {', '.join(METHODS)}; variants: none, or parts joined by '+': "
+                                  "wd, sp, anchor, budget<fraction> (e.g. wd+sp, budget0.05)")
 
     @property
     def retention_points(self) -> tuple[int, ...]:
@@ -106,7 +140,7 @@ def _config(spec: BenchSpec, workspace: Workspace, method: str, variant: str, se
 
     m = workspace.model
     config = default_config_for(m["model_type"], m["num_layers"], method, m.get("hidden_size"))
-    config = config.replace(**VARIANTS[variant], seed=seed)
+    config = config.replace(**variant_settings(variant), seed=seed)
     return config.replace(v_num_grad_steps=spec.steps) if spec.steps else config
 
 
@@ -332,7 +366,7 @@ def seed_averaged(results: dict) -> dict[str, list[dict]]:
     the grid's order; a run that stopped at its collapse contributes up to its last iteration."""
     grouped: dict[str, list[list[dict]]] = {}
     for run in results["runs"].values():
-        label = run["method"].upper() + LABELS[run["variant"]]
+        label = run["method"].upper() + variant_label(run["variant"])
         grouped.setdefault(label, []).append(run["iterations"])
     averaged = {}
     for label, runs in grouped.items():

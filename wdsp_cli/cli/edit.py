@@ -58,6 +58,12 @@ def edit(
     sp: bool = typer.Option(None, "--sp/--no-sp", help="Sparsify each request's residual (the paper's SP)."),
     sp_prune: float = typer.Option(None, "--sp-prune", help="Fraction of largest entries kept (default 0.7)."),
     sp_dropout: float = typer.Option(None, "--sp-dropout", help="Dropout rate on kept entries (default 0.3)."),
+    norm_anchor: bool = typer.Option(None, "--norm-anchor/--no-norm-anchor",
+                                     help="Rescale each target value to the norm of the base model's value at the "
+                                          "same point (after NAS; docs/stabilisers.md)."),
+    norm_budget: float = typer.Option(None, "--norm-budget",
+                                      help="Keep every edited matrix's accumulated update within this fraction of "
+                                           "its Frobenius norm, shrinking older edits (e.g. 0.05; docs/stabilisers.md)."),
     nullspace_threshold: float = typer.Option(None, "--nullspace-threshold",
                                               help="AlphaEdit: eigenvalue threshold of the null space (default 2e-2)."),
     alphaedit_l2: float = typer.Option(None, "--alphaedit-l2", help="AlphaEdit: alpha (default 10)."),
@@ -105,7 +111,8 @@ def edit(
         "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
         "wd_points": wd_points, "wd_reg": wd_reg, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
         "v_num_grad_steps": steps, "seed": seed, "nullspace_threshold": nullspace_threshold,
-        "alphaedit_l2": alphaedit_l2}, parse_settings(settings))
+        "alphaedit_l2": alphaedit_l2, "norm_anchor": norm_anchor, "norm_budget": norm_budget},
+        parse_settings(settings))
     if autocast is not None and autocast.lower() == "auto":  # resolved here: the job records the type it ran
         from ..model.hardware import native_autocast
 

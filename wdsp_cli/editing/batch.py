@@ -12,8 +12,12 @@ Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n and the me
 (``methods.method(config.method)``):
   1. optimise the target values Z at M's points of the z-layer l_n, with the WD term in the loss
      when ``config.wd.enabled`` (``optimisation.targets``, ``regularisers.wasserstein``);
+  0. norm budget (``config.norm.budget``): every edited matrix whose accumulated update has
+     passed it is shrunk towards the base weights first (``regularisers.norm_budget``);
   2. SP (``config.sp.enabled``): each request's delta at M's target point is pruned and dropped
      out before Z = h + delta (``regularisers.sparsify``; dropout seeded by (seed, iteration));
+     norm anchoring (``config.norm.anchor``): each z_i rescaled to the norm of the base model's
+     value there (``regularisers.norm_anchor``);
   3. for i = 1..n on layer l = l_i, with the model as updated so far:
      K = keys at l [B, d_in], V = current value at the target point [B, d],
      R = (Z - V) / M.spread(n - i), (left, right) = M.update(l, R, K, C_l, state),
@@ -44,6 +48,8 @@ from ..optimisation.targets import (
     build_edit_prompts,
     optimise_residuals,
 )
+from ..regularisers.norm_anchor import anchor_norms
+from ..regularisers.norm_budget import apply_norm_budget
 from ..regularisers.sparsify import sparsify
 from ..regularisers.wasserstein import WassersteinRegulariser
 from .keys import compute_keys
@@ -105,12 +111,14 @@ def optimise_targets(model, tokenizer, requests: Sequence[EditRequest], config: 
 
 def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig, residuals: ResidualResult,
                   second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
-                  state: WeightState | None = None, method_state=None, iteration: int = 1) -> BatchEdit:
+                  state: WeightState | None = None, method_state=None, iteration: int = 1,
+                  decays: Mapping[str, float] | None = None) -> BatchEdit:
     """Steps 2-3: SP, then per layer keys, the method's update and its application.
 
     second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
     method_state: the method's state (``Method.start``; None: a fresh one from ``second_moments``).
-    iteration: the iteration number (seeds SP's dropout)."""
+    iteration: the iteration number (seeds SP's dropout).
+    decays: {module: s} the norm budget already applied to ``state`` (recorded in the diff)."""
     _check_statistics(config, second_moments)
     editor = method(config.method)
     if method_state is None:
@@ -127,8 +135,15 @@ def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: Edi
         residuals.delta[target_point] = sparse.delta
         sp_report = {"density": sparse.density.tolist(), "norm": sparse.norm.tolist()}
     targets = residuals.target(target_point)  # Z [B, d]
-
     snapshot = state.snapshot(modules)
+    anchor_report = None
+    if config.norm.anchor:  # z_i <- z_i ||v0_i|| / ||z_i||, v0 from the base model
+        with state.original_weights():
+            _, reference = compute_keys(model, tokenizer, requests, ["{}"], modules[-1], target_point)
+        scaled = anchor_norms(targets, reference.to(targets.device))
+        anchor_report = {"scale": (scaled.norm(dim=1) / targets.norm(dim=1).clamp_min(1e-30)).tolist()}
+        targets = scaled
+
     updates, layer_reports, batch_keys = [], [], {}
     try:
         for i, (layer, module) in enumerate(zip(config.layers, modules)):
@@ -145,13 +160,13 @@ def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: Edi
                                       f"dimension {keys.shape[1]}", hint="recompute statistics for this model")
             left, right = editor.update(layer, residual, keys, cov.to(keys.device), method_state, config)
             batch_keys[layer] = keys.detach().to("cpu", torch.float32)
-            update = LayerUpdate(module, left, right)
+            update = LayerUpdate(module, left, right, (decays or {}).get(module, 1.0))
             if not update.is_finite():
                 raise EditError(f"the update of {module} is not finite",
                                 hint="check covariance statistics and --set mom2_update_weight=")
             timings["solve"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            state.apply(update)
+            state.add(update)
             timings["apply"] += time.perf_counter() - clock
             updates.append(update)
             layer_reports.append({"layer": layer, "module": module,
@@ -170,6 +185,7 @@ def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: Edi
         "nll": residuals.nll.tolist(),
         "delta_norm": {p: residuals.delta[p].norm(dim=1).tolist() for p in residuals.points},
         "sp": sp_report,
+        **({"norm_anchor": anchor_report} if anchor_report else {}),
     }
     return BatchEdit(WeightDiff(tuple(updates), {"method": config.method}), residuals, report, batch_keys)
 
@@ -184,12 +200,24 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     if not requests:
         raise EditError("no requests to edit", hint="give at least one request")
     _check_statistics(config, second_moments)
-    clock = time.perf_counter()
-    residuals = optimise_targets(model, tokenizer, requests, config, context_templates, on_step, requests_per_pass)
-    optimise = time.perf_counter() - clock
-    edit = write_targets(model, tokenizer, requests, config, residuals, second_moments, context_templates,
-                         state, method_state, iteration)
+    state = state or WeightState(model)
+    snapshot = state.snapshot(edited_modules(model, config))
+    try:
+        decays = None
+        if config.norm.budget is not None:  # before the targets: they are solved on the shrunk model
+            decays = apply_norm_budget(state, edited_modules(model, config), config.norm.budget)
+        clock = time.perf_counter()
+        residuals = optimise_targets(model, tokenizer, requests, config, context_templates, on_step,
+                                     requests_per_pass)
+        optimise = time.perf_counter() - clock
+        edit = write_targets(model, tokenizer, requests, config, residuals, second_moments, context_templates,
+                             state, method_state, iteration, decays)
+    except BaseException:
+        state.restore(snapshot)
+        raise
     edit.report["timings_s"] = {"optimise": optimise, **edit.report["timings_s"]}
+    if decays is not None:
+        edit.report["norm_budget_decay"] = decays
     log.info("edited %d requests with %s in %.1fs", len(requests), config.method,
              sum(edit.report["timings_s"].values()))
     return edit

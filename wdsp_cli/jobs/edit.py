@@ -33,7 +33,7 @@ def job_id(requests: Sequence[EditRequest], config: EditConfig, batch_size: int)
     """sha256 of the requests (their ``source`` excluded: moving the file keeps the job), the
     configuration and the batch size."""
     content = {"requests": [{k: v for k, v in request_to_dict(r).items() if k != "source"} for r in requests],
-               "config": config.to_dict(), "batch_size": batch_size}
+               "config": config.identity(), "batch_size": batch_size}
     return "sha256:" + hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,14 +1,17 @@
 """A weight diff: per-module updates in factor form, safetensors I/O, and fp32 application.
 
 Public API:
-    LayerUpdate(module, left [d_out, r], right [d_in, r])   Delta = left @ right^T
+    LayerUpdate(module, left [d_out, r], right [d_in, r], decay=1.0)
+        W <- W_0 + decay * (W - W_0) + left @ right^T   (decay < 1 only under a norm budget)
     WeightDiff(updates, metadata)  .save(path) / WeightDiff.load(path) / .nbytes / .dense_nbytes
     WeightState(model)             float32 master copies of edited weights; .original_weights()
 
-The model at iteration t is ``cast(base_fp32 + D_1 + ... + D_t)``, each D_j computed as
-``(left.double() @ right.double().T).float()`` and added in float32 in order, then cast
-once to the model's dtype. ``WeightState`` is the only code that writes edited weights,
-so a live edit, a resume and a rollback give bit-identical weights.
+The model at iteration t is ``cast(W_t)``, W_j = W_0 + decay_j (W_{j-1} - W_0) + D_j in float32
+for j = 1..t in order (W_0 the base weights in float32, the decay step skipped where it is 1), each
+D_j computed as ``(left.double() @ right.double().T).float()``, then cast once to the model's
+dtype. ``WeightState`` is the only code that writes edited weights, so a live edit, a resume and
+a rollback give bit-identical weights. A diff with a decay is written as format v2, which older
+versions refuse instead of misreading.
 """
 
 from __future__ import annotations
@@ -28,19 +31,24 @@ if TYPE_CHECKING:  # torch is imported where it is used: opening a workspace sta
     import torch
 
 FORMAT = "wdsp-factors-v1"
+FORMAT_WITH_DECAY = "wdsp-factors-v2"  # v1 plus a "decay" list in the header
 
 
 @dataclass(frozen=True)
 class LayerUpdate:
-    """Delta_module = left @ right^T; left [d_out, r], right [d_in, r], float32."""
+    """Delta_module = left @ right^T; left [d_out, r], right [d_in, r], float32; ``decay``: the
+    accumulated update W - W_0 is first multiplied by it (1.0: left alone)."""
 
     module: str
     left: torch.Tensor
     right: torch.Tensor
+    decay: float = 1.0
 
     def __post_init__(self) -> None:
         import torch
 
+        if not 0 < self.decay <= 1:
+            raise EditError(f"decay {self.decay} of {self.module} is outside (0, 1]", hint="the diff is damaged")
         if self.left.ndim != 2 or self.right.ndim != 2 or self.left.shape[1] != self.right.shape[1]:
             raise EditError(f"malformed factors for {self.module}: {tuple(self.left.shape)} and "
                             f"{tuple(self.right.shape)}", hint="left is [d_out, r] and right [d_in, r]")
@@ -94,6 +102,8 @@ class WeightDiff:
             tensors[f"{i}.right"] = u.right
         header = {"format": FORMAT, "modules": json.dumps([u.module for u in self.updates]),
                   "metadata": json.dumps(self.metadata, sort_keys=True)}
+        if any(u.decay != 1.0 for u in self.updates):
+            header.update(format=FORMAT_WITH_DECAY, decay=json.dumps([u.decay for u in self.updates]))
         return tensor_file_bytes(tensors, header)
 
     def save(self, path: str | Path) -> None:
@@ -110,12 +120,13 @@ class WeightDiff:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 header = handle.metadata() or {}
-                if header.get("format") != FORMAT:
+                if header.get("format") not in (FORMAT, FORMAT_WITH_DECAY):
                     raise WorkspaceError(f"{path} is not a wdsp weight diff ({header.get('format')!r})",
                                     hint="the file was not written by wdsp, or by a newer version")
                 modules = json.loads(header["modules"])
-                updates = tuple(LayerUpdate(m, handle.get_tensor(f"{i}.left"), handle.get_tensor(f"{i}.right"))
-                                for i, m in enumerate(modules))
+                decays = json.loads(header["decay"]) if header["format"] == FORMAT_WITH_DECAY else [1.0] * len(modules)
+                updates = tuple(LayerUpdate(m, handle.get_tensor(f"{i}.left"), handle.get_tensor(f"{i}.right"),
+                                            float(decays[i])) for i, m in enumerate(modules))
                 metadata = json.loads(header.get("metadata", "{}"))
         except (OSError, ValueError, KeyError, SafetensorError) as exc:
             raise WorkspaceError(f"cannot read weight diff {path}: {exc}",
@@ -168,7 +179,28 @@ class WeightState:
         with torch.no_grad():
             weight.copy_(self.master[module].to(weight.device, weight.dtype))
 
+    def drift(self, module: str) -> tuple[float, float]:
+        """(||W - W_0||_F, ||W_0||_F) of ``module``'s float32 master."""
+        master = self._master(module)
+        base = self.original[module].float()
+        return float((master - base).norm()), float(base.norm())
+
+    def decay(self, module: str, factor: float) -> None:
+        """W <- W_0 + factor * (W - W_0) (a norm budget's shrink); nothing when ``factor`` is 1."""
+        if factor == 1.0:
+            return
+        master = self._master(module)
+        base = self.original[module].float()
+        master.sub_(base).mul_(factor).add_(base)
+        self._write(module)
+
     def apply(self, update: LayerUpdate) -> None:
+        """Replay ``update``: its decay, then its factors (``add``)."""
+        self.decay(update.module, update.decay)
+        self.add(update)
+
+    def add(self, update: LayerUpdate) -> None:
+        """W += left @ right^T (a live edit, whose decay was applied before its targets were solved)."""
         master = self._master(update.module)
         dense = update.dense()
         if dense.shape != master.shape:

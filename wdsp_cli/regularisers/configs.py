@@ -1,12 +1,13 @@
-"""The validated settings of the paper's two regularisers, WD and SP (torch-free: the command line
-checks them before it imports anything heavy).
+"""The validated settings of the paper's two regularisers, WD and SP, and of the norm stabilisers
+beyond the paper (torch-free: the command line checks them before it imports anything heavy).
 
 Public API:
-    WDConfig, SPConfig                     frozen, validated on construction
+    WDConfig, SPConfig, NormConfig         frozen, validated on construction
     WD_MODES, WD_SCALES, WD_POINTS, SP_TARGETS, DEFAULT_WD_WEIGHT
 
-Each is nested in ``config.EditConfig`` (``config.wd``, ``config.sp``). On disk and in job ids the
-edit configuration stays flat (``wd``, ``wd_mode``, ..., ``sp``, ``sp_prune``, ...): ``FIELDS`` maps
+Each is nested in ``config.EditConfig`` (``config.wd``, ``config.sp``, ``config.norm``). On disk and
+in job ids the edit configuration stays flat (``wd``, ``wd_mode``, ..., ``sp``, ``sp_prune``, ...,
+``norm_anchor``, ``norm_budget``): ``FIELDS`` maps
 each setting to that flat name, and ``FLAGS`` to the ``wdsp edit`` option that sets it, so errors
 name what the user typed.
 """
@@ -127,3 +128,34 @@ class SPConfig:
     @classmethod
     def from_flat(cls, data: dict) -> SPConfig:
         return _from_flat(cls, "sp", data)
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """Bounds on the growth of the edited matrices, beyond the paper (docs/stabilisers.md):
+    norm anchoring of the target values (``regularisers.norm_anchor``) and a budget on the
+    accumulated update (``regularisers.norm_budget``). Both off by default."""
+
+    anchor: bool = False
+    """Rescale each request's target value z to the norm of the value the base model computes at
+    the same point: z <- z * ||v_0|| / ||z|| (NAS, arXiv 2602.02543) (``--norm-anchor``)."""
+    budget: float | None = None
+    """Keep ||W_t - W_0||_F <= budget * ||W_0||_F for every edited matrix: each iteration first
+    shrinks an accumulated update that has passed it (``--norm-budget``); None: no bound."""
+
+    FLAGS = {"anchor": "--norm-anchor", "budget": "--norm-budget"}
+
+    def __post_init__(self) -> None:
+        _refuse("norm", self.problems())
+
+    def problems(self) -> list[str]:
+        if self.budget is not None and not self.budget > 0:
+            return [f"--norm-budget {self.budget:g} must be > 0 (a fraction of ||W_0||_F, e.g. 0.05)"]
+        return []
+
+    def to_flat(self) -> dict:
+        return _flat(self, "norm")
+
+    @classmethod
+    def from_flat(cls, data: dict) -> NormConfig:
+        return _from_flat(cls, "norm", data)

@@ -12,17 +12,19 @@ from workspace_helpers import make_model_dir, wdsp, write_corpus, write_facts
 
 from wdsp_cli.config import EditConfig
 from wdsp_cli.errors import InputError
-from wdsp_cli.regularisers.norm_anchor import anchor_norms
+from wdsp_cli.regularisers.norm_anchor import anchored_targets, reference_norm
 from wdsp_cli.regularisers.norm_budget import budget_decay
 
 
-def test_anchor_keeps_the_direction_and_takes_the_reference_norm():
-    targets, reference = torch.randn(4, 8), torch.randn(4, 8) * 3
-    targets[2] = 0
-    out = anchor_norms(targets, reference)
-    assert torch.allclose(out[[0, 1, 3]].norm(dim=1), reference[[0, 1, 3]].norm(dim=1))
-    cosine = torch.nn.functional.cosine_similarity(out[[0, 1, 3]], targets[[0, 1, 3]])
-    assert torch.allclose(cosine, torch.ones(3), atol=1e-6) and torch.equal(out[2], torch.zeros(8))
+def test_anchoring_rescales_the_solved_value_and_moves_the_target_by_as_much():
+    v0, delta, h = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8) * 5
+    targets = h + delta
+    out = anchored_targets(targets, v0, delta, reference=2.0)
+    moved = v0 + delta + (out - targets)  # the new v*
+    assert torch.allclose(moved.norm(dim=1), torch.full((4,), 2.0))
+    assert torch.allclose(torch.nn.functional.cosine_similarity(moved, v0 + delta), torch.ones(4), atol=1e-6)
+    values = torch.diag(torch.arange(1.0, 21.0))  # row norms 1..20: the largest 5% (one) is left out
+    assert reference_norm(values) == pytest.approx(10.0)
 
 
 def test_budget_decay_is_one_inside_the_budget_and_brings_the_drift_back_to_it():
@@ -87,18 +89,29 @@ def test_a_norm_budget_binds_fades_older_edits_and_replays_bit_for_bit(workspace
         assert torch.equal(replayed.state.master[module], master), module
 
 
-def test_norm_anchor_from_the_command_line_rescales_the_targets(workspace, tmp_path):
+def test_norm_anchor_from_the_command_line_keeps_one_reference_measured_on_the_base(workspace, tmp_path):
     root, ws_path = workspace
-    ws = tmp_path / "ws"
-    shutil.copytree(ws_path, ws)
-    wdsp("edit", write_facts(tmp_path / "f.jsonl", 4), "-w", ws, "--steps", 3, "-b", 2, "--norm-anchor",
-         "--norm-budget", "0.5", "--wd", "--sp")
-    record = json.loads((ws / "iterations" / "000002" / "record.json").read_text())
-    assert record["config"]["norm_anchor"] is True and record["config"]["norm_budget"] == 0.5
-    scales = record["report"]["norm_anchor"]["scale"]
-    assert len(scales) == 2 and all(s > 0 for s in scales) and any(abs(s - 1) > 1e-4 for s in scales)
-    assert record["engine"]["version"]
-    wdsp("edit", write_facts(tmp_path / "f.jsonl", 4), "-w", ws, "--norm-budget", "-1", code=2)
+    facts = write_facts(tmp_path / "f.jsonl", 4)
+    anchored, late = tmp_path / "anchored", tmp_path / "late"
+    shutil.copytree(ws_path, anchored)
+    shutil.copytree(ws_path, late)
+    wdsp("edit", facts, "-w", anchored, "--steps", 3, "-b", 2, "--norm-anchor", "--norm-budget", "0.5", "--wd", "--sp")
+    first, second = (json.loads((anchored / "iterations" / f"00000{t}" / "record.json").read_text()) for t in (1, 2))
+    assert second["config"]["norm_anchor"] is True and second["config"]["norm_budget"] == 0.5
+    reference = first["report"]["norm_anchor"]["reference"]
+    assert reference > 0 and second["report"]["norm_anchor"]["reference"] == reference  # chosen once
+    assert len(second["report"]["norm_anchor"]["solved_norm"]) == 2 and second["engine"]["version"]
+    # anchoring switched on after a plain edit: the reference is measured on the base weights, so it
+    # is the one a fresh workspace would take from the same batch
+    wdsp("edit", facts, "-w", late, "--steps", 3, "-b", 2, "--limit", 2)
+    wdsp("edit", facts, "-w", late, "--steps", 3, "-b", 2, "--offset", 2, "--norm-anchor")
+    fresh = tmp_path / "fresh"
+    shutil.copytree(ws_path, fresh)
+    wdsp("edit", facts, "-w", fresh, "--steps", 3, "-b", 2, "--offset", 2, "--norm-anchor")
+    measured = json.loads((late / "iterations" / "000002" / "record.json").read_text())["report"]["norm_anchor"]
+    expected = json.loads((fresh / "iterations" / "000001" / "record.json").read_text())["report"]["norm_anchor"]
+    assert measured["reference"] == pytest.approx(expected["reference"], rel=1e-5)
+    wdsp("edit", facts, "-w", anchored, "--norm-budget", "-1", code=2)
 
 
 def test_bench_variants_compose_the_stabilisers():

@@ -48,7 +48,7 @@ from ..optimisation.targets import (
     build_edit_prompts,
     optimise_residuals,
 )
-from ..regularisers.norm_anchor import anchor_norms
+from ..regularisers.norm_anchor import anchored_targets, reference_norm
 from ..regularisers.norm_budget import apply_norm_budget
 from ..regularisers.sparsify import sparsify
 from ..regularisers.wasserstein import WassersteinRegulariser
@@ -112,13 +112,15 @@ def optimise_targets(model, tokenizer, requests: Sequence[EditRequest], config: 
 def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig, residuals: ResidualResult,
                   second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
                   state: WeightState | None = None, method_state=None, iteration: int = 1,
-                  decays: Mapping[str, float] | None = None) -> BatchEdit:
+                  decays: Mapping[str, float] | None = None, anchor_reference: float | None = None) -> BatchEdit:
     """Steps 2-3: SP, then per layer keys, the method's update and its application.
 
     second_moments: layer -> C_l [d_in, d_in] for every layer in ``config.layers``.
     method_state: the method's state (``Method.start``; None: a fresh one from ``second_moments``).
     iteration: the iteration number (seeds SP's dropout).
-    decays: {module: s} the norm budget already applied to ``state`` (recorded in the diff)."""
+    decays: {module: s} the norm budget already applied to ``state`` (recorded in the diff).
+    anchor_reference: norm anchoring's reference norm a (None: from this batch, which must have
+    been solved on the base model)."""
     _check_statistics(config, second_moments)
     editor = method(config.method)
     if method_state is None:
@@ -129,6 +131,7 @@ def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: Edi
     timings: dict[str, float] = {"keys": 0.0, "solve": 0.0, "apply": 0.0}
     target_point = editor.target(template, config.z_layer)
     generator = sp_generator(config, iteration)
+    solved_delta = residuals.delta[target_point]  # before SP: the solved values anchoring is measured on
     sp, sp_report = config.sp, None
     if sp.enabled and sp.target == "delta":
         sparse = sparsify(residuals.delta[target_point], sp.prune, sp.dropout, generator)
@@ -137,12 +140,14 @@ def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: Edi
     targets = residuals.target(target_point)  # Z [B, d]
     snapshot = state.snapshot(modules)
     anchor_report = None
-    if config.norm.anchor:  # z_i <- z_i ||v0_i|| / ||z_i||, v0 from the base model
-        with state.original_weights():
-            _, reference = compute_keys(model, tokenizer, requests, ["{}"], modules[-1], target_point)
-        scaled = anchor_norms(targets, reference.to(targets.device))
-        anchor_report = {"scale": (scaled.norm(dim=1) / targets.norm(dim=1).clamp_min(1e-30)).tolist()}
-        targets = scaled
+    if config.norm.anchor:  # v* = v0 + delta at the z-layer's MLP output, rescaled to the reference norm
+        delta = residuals.delta[target_point]
+        mlp_values = compute_keys(model, tokenizer, requests, ["{}"], modules[-1], modules[-1])[1].to(delta.device)
+        if anchor_reference is None:  # this batch was solved on the base model (edit_batch makes sure)
+            anchor_reference = reference_norm(mlp_values + solved_delta)
+        solved = (mlp_values + delta).norm(dim=1)
+        targets = anchored_targets(targets, mlp_values, delta, anchor_reference)
+        anchor_report = {"reference": anchor_reference, "solved_norm": solved.tolist()}
 
     updates, layer_reports, batch_keys = [], [], {}
     try:
@@ -194,9 +199,11 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
                state: WeightState | None = None, method_state=None, iteration: int = 1,
                on_step: Callable[[int, int], None] | None = None,
-               requests_per_pass: int | None = None) -> BatchEdit:
+               requests_per_pass: int | None = None, anchor_reference: float | None = None) -> BatchEdit:
     """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
-    (``optimise_targets`` then ``write_targets``; see both for the parameters.)"""
+    (``optimise_targets`` then ``write_targets``; see both for the parameters.) With norm
+    anchoring and no ``anchor_reference`` on an edited model, the batch is solved once more on
+    the base weights to measure it (``anchor_reference_on_base``); the report holds it."""
     if not requests:
         raise EditError("no requests to edit", hint="give at least one request")
     _check_statistics(config, second_moments)
@@ -206,12 +213,15 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
         decays = None
         if config.norm.budget is not None:  # before the targets: they are solved on the shrunk model
             decays = apply_norm_budget(state, edited_modules(model, config), config.norm.budget)
+        if config.norm.anchor and anchor_reference is None and not state.is_original():
+            anchor_reference = anchor_reference_on_base(model, tokenizer, requests, config, context_templates,
+                                                        state, requests_per_pass)
         clock = time.perf_counter()
         residuals = optimise_targets(model, tokenizer, requests, config, context_templates, on_step,
                                      requests_per_pass)
         optimise = time.perf_counter() - clock
         edit = write_targets(model, tokenizer, requests, config, residuals, second_moments, context_templates,
-                             state, method_state, iteration, decays)
+                             state, method_state, iteration, decays, anchor_reference)
     except BaseException:
         state.restore(snapshot)
         raise
@@ -221,3 +231,16 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     log.info("edited %d requests with %s in %.1fs", len(requests), config.method,
              sum(edit.report["timings_s"].values()))
     return edit
+
+
+def anchor_reference_on_base(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
+                             context_templates: Sequence[str], state: WeightState,
+                             requests_per_pass: int | None = None) -> float:
+    """Norm anchoring's reference a, measured on the base weights: the batch's targets solved
+    there, a = ``reference_norm`` of v* = v0 + delta at the z-layer's MLP output."""
+    point = method(config.method).target(template_for(model), config.z_layer)
+    module = edited_modules(model, config)[-1]
+    with state.original_weights():
+        residuals = optimise_targets(model, tokenizer, requests, config, context_templates, None, requests_per_pass)
+        values = compute_keys(model, tokenizer, requests, ["{}"], module, module)[1]
+    return reference_norm(values.to(residuals.delta[point].device) + residuals.delta[point])

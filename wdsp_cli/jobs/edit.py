@@ -29,6 +29,19 @@ from ..workspace.store import Workspace
 Progress = Callable[[str, dict], None]
 
 
+def anchor_reference(workspace: Workspace, config: EditConfig) -> float | None:
+    """Norm anchoring's reference norm for ``config``'s method and z-layer: the one the first
+    anchored iteration at or before HEAD measured on the base model (its record's report), else
+    None (the next batch measures it)."""
+    for t in range(1, workspace.head + 1):
+        record = workspace.record(t)
+        anchored = record.get("report", {}).get("norm_anchor")
+        same = record["config"].get("method") == config.method and record["config"]["layers"][-1] == config.z_layer
+        if anchored and same:
+            return anchored["reference"]
+    return None
+
+
 def job_id(requests: Sequence[EditRequest], config: EditConfig, batch_size: int) -> str:
     """sha256 of the requests (their ``source`` excluded: moving the file keeps the job), the
     configuration and the batch size."""
@@ -119,6 +132,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         templates, new_templates = context_templates(workspace, current.model, current.tokenizer, config)
     current.advance_to(workspace, workspace.head)
     tokenizer = current.tokenizer
+    anchor = anchor_reference(workspace, config) if config.norm.anchor else None
     for index in range(plan.done, len(plan.batches)):
         batch = plan.batches[index]
         t = workspace.head + 1
@@ -127,7 +141,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         clock = time.perf_counter()
         edit = edit_batch(current.model, tokenizer, batch, config, moments, templates, current.state,
                           iteration=t, on_step=lambda step, active: progress("step", {"step": step, "active": active}),
-                          method_state=method_state, requests_per_pass=requests_per_pass)
+                          method_state=method_state, requests_per_pass=requests_per_pass, anchor_reference=anchor)
         seconds = time.perf_counter() - clock
         target_norms = list(edit.report["delta_norm"].values())[-1]
         sp = edit.report["sp"]
@@ -147,6 +161,8 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
             report["archived"], folder = workspace.archive_after(workspace.head)
             report["archive"] = str(folder) if folder else None
         workspace.commit_iteration(t, edit.diff, batch, record, keys=edit.keys)
+        if config.norm.anchor and anchor is None:  # measured on the base model with this batch, kept in its record
+            anchor = edit.report["norm_anchor"]["reference"]
         method_state = editor.advance(method_state, edit.keys)
         if index == plan.done:
             workspace.save_config(config)

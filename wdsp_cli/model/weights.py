@@ -134,6 +134,12 @@ class WeightDiff:
         return cls(updates, metadata)
 
 
+def _same_values(master, original) -> bool:
+    import torch
+
+    return bool(torch.equal(master, original.to(master.dtype)))
+
+
 class WeightState:
     """Float32 master copies of the weights that edits touch; writes cast copies to the model."""
 
@@ -184,6 +190,10 @@ class WeightState:
         master = self._master(module)
         base = self.original[module].float()
         return float((master - base).norm()), float(base.norm())
+
+    def is_original(self) -> bool:
+        """Whether every weight this state holds is still the base model's."""
+        return all(_same_values(self.master[m], self.original[m]) for m in self.master)
 
     def decay(self, module: str, factor: float) -> None:
         """W <- W_0 + factor * (W - W_0) (a norm budget's shrink); nothing when ``factor`` is 1."""

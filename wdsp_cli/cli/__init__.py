@@ -50,12 +50,14 @@ def _register() -> None:
     from .init import init
     from .probe import probe
     from .report import report
+    from .revert import forget, revert
     from .rollback import rollback
     from .status import status
 
     # rollback -1: a negative number is an iteration relative to HEAD, not an unknown option
     settings = {rollback: {"ignore_unknown_options": True}}
-    for command in (init, covariance, edit, evaluate, report, rollback, status, check, probe, export, bench):
+    for command in (init, covariance, edit, evaluate, report, rollback, revert, forget, status, check, probe, export,
+                    bench):
         app.command(command.__name__, context_settings=settings.get(command))(command)
 
 

@@ -127,6 +127,7 @@ def edit(
                          hint="give a positive number, or 0 for the whole batch at once")
     lines = plain_progress()
     with ws.lock("wdsp edit"):
+        ws.refuse_while_reverting("wdsp edit")
         from ..jobs.prompt_fit import check_requests_fit
         from ..optimisation.targets import OptimisationSettings
 

@@ -25,6 +25,7 @@ def rollback(
 
     ws = open_workspace(workspace)
     with ws.lock("wdsp rollback"):
+        ws.refuse_while_reverting("wdsp rollback")
         previous = ws.head_or_none()  # None: HEAD was damaged, and this repairs it
         target = (previous or 0) + iteration if iteration < 0 else iteration
         if target < 0:

@@ -16,6 +16,7 @@ Layout (``SCHEMA_VERSION`` 1)::
         record.json                 written last, the commit marker: config, job, report, sizes
     evaluations/<t:06d>.json        ``wdsp evaluate`` results at iteration t (health included)
     health-sample.json              the held-out texts and prompts of the health figures, and the base's figures
+    revert.json                     the plan of an unfinished ``wdsp revert`` / ``forget`` (removed when done)
     archive/<stamp>/<t:06d>/        iterations set aside by an edit made after a rollback
     .lock                           flock'ed by the command that is changing the workspace
 
@@ -559,6 +560,30 @@ class Workspace:
 
     def save_health_sample(self, document: dict) -> None:
         atomic_write_text(self.health_sample_path, json.dumps(document, indent=2, sort_keys=True))
+
+    # ---- a revert in progress ---------------------------------------------------------------
+
+    @property
+    def revert_path(self) -> Path:
+        return self.root / "revert.json"
+
+    def pending_revert(self) -> dict | None:
+        """The plan of a ``wdsp revert`` / ``wdsp forget`` that has not finished (``jobs.revert``)."""
+        return _read_json(self.revert_path, "revert plan") if self.revert_path.exists() else None
+
+    def save_pending_revert(self, plan: dict) -> None:
+        atomic_write_text(self.revert_path, json.dumps(plan, indent=2, sort_keys=True))
+
+    def clear_pending_revert(self) -> None:
+        self.revert_path.unlink(missing_ok=True)
+
+    def refuse_while_reverting(self, command: str) -> None:
+        """WorkspaceError if a revert is unfinished: another change now would break its replay."""
+        plan = self.pending_revert()
+        if plan is not None:
+            raise WorkspaceError(f"a {plan['command']} was interrupted at iteration {self.head} of its replay, so "
+                                 f"`{command}` would change the workspace under it",
+                                 hint=f"finish it first: {plan['command']} (the same command resumes)")
 
 
 def _header_or_none(path: Path) -> dict | None:

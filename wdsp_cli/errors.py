@@ -57,6 +57,13 @@ class WorkspaceBusy(WdspError):
     exit_code = 7
 
 
+class GateRefused(WdspError):
+    """``wdsp edit --gate``: a batch did not reach the gate's thresholds; it was set aside, not committed."""
+
+    exit_code = 8
+
+
 #: Exit codes of the ``wdsp`` command (docs/cli.md): 0 success, 1 unexpected error, 130 interrupted.
 EXIT_CODES = {cls.__name__: cls.exit_code for cls in
-              (WdspError, InputError, ModelError, StatisticsError, EditError, WorkspaceError, WorkspaceBusy)}
+              (WdspError, InputError, ModelError, StatisticsError, EditError, WorkspaceError, WorkspaceBusy,
+               GateRefused)}

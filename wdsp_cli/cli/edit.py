@@ -82,6 +82,16 @@ def edit(
                                       "AVX512-BF16 or the GPU has bf16, else none): run the target optimisation's "
                                       "forward passes under torch.autocast (faster where the hardware has the "
                                       "type; results change slightly, so the chosen type is part of the job)."),
+    gate: bool = typer.Option(False, "--gate", help="Measure each batch before it is committed; one that misses "
+                                                  "the thresholds is set aside in rejected/ and the command exits 8."),
+    gate_efficacy: float = typer.Option(None, "--gate-efficacy", help="Gate: least batch efficacy, % (default 80)."),
+    gate_perplexity: float = typer.Option(None, "--gate-perplexity",
+                                          help="Gate: most held-out perplexity over the base model's (default 1.5)."),
+    gate_locality: float = typer.Option(None, "--gate-locality",
+                                        help="Gate: least % of unrelated prompts keeping the base's next token."),
+    gate_retention: float = typer.Option(None, "--gate-retention",
+                                         help="Gate: least retention Score over a sample of all edited facts."),
+    gate_sample: int = typer.Option(None, "--gate-sample", help="Gate: retention sample size (default 200)."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Skip batches of this same job already committed (after a crash)."),
     workspace: Path = WorkspaceOption,
@@ -125,6 +135,13 @@ def edit(
 
         raise InputError(f"requests per pass must be >= 0, not {requests_per_pass}",
                          hint="give a positive number, or 0 for the whole batch at once")
+    thresholds = {"efficacy": gate_efficacy, "perplexity_ratio": gate_perplexity, "locality": gate_locality,
+                  "retention": gate_retention, "sample": gate_sample}
+    chosen = None
+    if gate or any(v is not None for v in thresholds.values()):  # any threshold asks for the gate
+        from ..jobs.gate import Gate
+
+        chosen = Gate(**{k: v for k, v in thresholds.items() if v is not None})
     lines = plain_progress()
     with ws.lock("wdsp edit"):
         ws.refuse_while_reverting("wdsp edit")
@@ -160,13 +177,17 @@ def edit(
                     if lines and (data["step"] % every == 0 or data["step"] == current["steps"]):
                         progress_line(f"iteration {current['iteration']}: step {data['step']}/{current['steps']} "
                                       f"({data['active']} active)")
+                elif event == "gate":
+                    bar.update(step_task, visible=False)
+                    if lines:
+                        progress_line(f"iteration {data['iteration']}: measuring it for the gate")
                 elif event == "committed":
                     bar.advance(batches)
                     stderr.print(f"committed iteration {data['iteration']}: {data['requests']} requests, "
                                  f"{data['seconds']:.1f} s, diff {fmt_bytes(data['diff_bytes'])}")
 
             report = run_edit(ws, requests, config, batch_size, resume, progress, source=str(facts),
-                              requests_per_pass=requests_per_pass)
+                              requests_per_pass=requests_per_pass, gate=chosen)
     report["config"] = config.to_dict()
     if json:
         emit_json(report)
@@ -198,4 +219,8 @@ def render(report: dict) -> None:
     stdout.print(table)
     stdout.print("|delta|: mean norm of the optimised residuals; NLL: mean target NLL after optimisation; "
                  "SP: realised density; diff: the iteration's file; dense: the same update as full matrices.")
+    passed = [it["iteration"] for it in report["iterations"] if it.get("gate") == "passed"]
+    if passed:
+        stdout.print(f"Gate: passed by iteration(s) {', '.join(map(str, passed))}; their figures are stored as "
+                     "their evaluations (wdsp report).")
     stdout.print(f"HEAD = {report['head']}. Next: wdsp evaluate")

@@ -24,9 +24,32 @@ from dataclasses import dataclass
 from ..config import EditConfig
 from ..data.requests import EditRequest, request_to_dict
 from ..errors import InputError
-from ..workspace.store import Workspace
+from ..workspace.store import Workspace, now
 
 Progress = Callable[[str, dict], None]
+
+
+def _gate_check(workspace: Workspace, gate, current, batch, t: int, edit, record: dict, before, progress) -> dict:
+    """Measure the edited model for ``gate``; on a miss, set the candidate aside, restore the
+    weights ``before`` and raise GateRefused. Returns the figures (with their seconds)."""
+    from ..errors import GateRefused
+    from .evaluate import health_sample, measure
+
+    clock = time.perf_counter()
+    progress("gate", {"iteration": t})
+    edited = [workspace.requests(s) for s in range(1, t)] + [batch] if gate.retention is not None else None
+    figures = measure(current, batch, edited, gate.sample,
+                      health_sample(workspace, current) if gate.needs_health else None)
+    figures = {**figures, "gate": {**gate.to_dict(), "failures": gate.failures(figures)},
+               "seconds": round(time.perf_counter() - clock, 2)}
+    if figures["gate"]["failures"]:
+        folder = workspace.set_aside(t, edit.diff, batch, {**record, "gate": figures}, keys=edit.keys)
+        current.state.restore(before)
+        raise GateRefused(f"iteration {t} did not pass the gate: " + "; ".join(figures["gate"]["failures"])
+                          + f". HEAD stays at {t - 1}; the candidate is in {folder}",
+                          hint="look at its requests and figures (record.json there), fix the facts and edit "
+                               "again, or change the thresholds (--gate-efficacy, --gate-perplexity, ...)")
+    return figures
 
 
 def anchor_reference(workspace: Workspace, config: EditConfig) -> float | None:
@@ -95,13 +118,16 @@ def plan_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edi
 
 def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: EditConfig, batch_size: int,
              resume: bool = True, progress: Progress | None = None, source: str = "", current=None,
-             requests_per_pass: int | None = None) -> dict:
+             requests_per_pass: int | None = None, gate=None) -> dict:
     """Edit every batch not yet committed; call under ``workspace.lock()``. Returns a report:
     job, batches, skipped, fast_forwarded, archived (+ archive folder), iterations (one summary each).
     ``current``: a ``checkout.Checkout`` at HEAD to edit (kept loaded by the benchmark); it is
     moved forward with the workspace. Without it the model is loaded. ``requests_per_pass``: the
-    optimisation's memory bound (``editing.edit_batch``); not part of the job, it changes no result."""
-    from ..editing.batch import edit_batch
+    optimisation's memory bound (``editing.edit_batch``); not part of the job, it changes no result.
+    ``gate``: a ``jobs.gate.Gate``: each batch is measured before it is committed (the figures are
+    stored as its evaluation); a batch that misses it is set aside in rejected/, its weights are
+    taken back, and GateRefused (exit 8) stops the job before HEAD moves."""
+    from ..editing.batch import edit_batch, edited_modules
     from ..methods import method
     from ..model.hardware import engine_description
     from ..workspace.checkout import (
@@ -139,6 +165,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         progress("iteration", {"iteration": t, "batch": index + 1, "batches": len(plan.batches),
                                "requests": len(batch), "steps": config.v_num_grad_steps})
         clock = time.perf_counter()
+        before = current.state.snapshot(edited_modules(current.model, config)) if gate is not None else None
         edit = edit_batch(current.model, tokenizer, batch, config, moments, templates, current.state,
                           iteration=t, on_step=lambda step, active: progress("step", {"step": step, "active": active}),
                           method_state=method_state, requests_per_pass=requests_per_pass, anchor_reference=anchor)
@@ -157,6 +184,9 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
                                                       "source": source},
                   "summary": summary, "report": edit.report,
                   "engine": engine_description(str(next(current.model.parameters()).device))}
+        figures = None
+        if gate is not None:
+            figures = _gate_check(workspace, gate, current, batch, t, edit, record, before, progress)
         if index == plan.done:  # the first write of this run: nothing changes before it
             report["archived"], folder = workspace.archive_after(workspace.head)
             report["archive"] = str(folder) if folder else None
@@ -169,6 +199,9 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
             if new_templates:
                 workspace.save_templates(template_key(config), templates)
         current.iteration = t
+        if figures is not None:  # the gate measured it: stored as the iteration's evaluation
+            workspace.save_evaluation(t, {"iteration": t, "evaluated_at": now(), **figures})
+            summary["gate"] = "passed"
         summary["diff_bytes"] = workspace.record(t)["diff_bytes"]
         report["iterations"].append(summary)
         progress("committed", summary)

@@ -3,6 +3,7 @@
 Public API:
     run_evaluate(workspace, iteration=None, retention=True, current=None, health=True, sample=None)
         -> dict (also stored)
+    measure(current, latest, edited=None, sample=None, health=None) -> dict   the same figures, unstored
     retention_sample(edited, size) -> list     the fixed random sample retention uses when ``sample``
 
 ``latest``: the metrics of iteration t's requests on the model at t; ``all``: of the requests of
@@ -88,33 +89,21 @@ def retention_sample(edited: list[list], size: int | None) -> list:
     return [r for _, _, r in chosen]
 
 
-def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: bool = True,
-                 current=None, health: bool = True, sample: int | None = None) -> dict:
-    """Evaluate iteration ``iteration`` (default HEAD). ``current``: a ``checkout.Checkout``
-    already at that iteration (the benchmark keeps one loaded), else the model is loaded.
-    ``health``: add the health figures (module docstring). ``sample``: retention over a fixed
-    random sample of that many of the requests edited so far (``retention_sample``), not all."""
+def measure(current, latest: list, edited: list[list] | None = None, sample: int | None = None,
+            health: dict | None = None) -> dict:
+    """The figures of the model ``current`` holds: ``latest`` (its last batch's requests), with
+    ``edited`` (the requests of iterations 1..t, ``latest`` last) retention over all of them or a
+    fixed random ``sample``, with ``health`` (a ``health_sample``) the health figures. Stores nothing:
+    ``run_evaluate`` stores it, ``wdsp edit --gate`` checks it before HEAD moves."""
     from ..evaluation.scoring import (
         evaluate_requests,
         neighbour_prompts,
         next_token_predictions,
     )
-    from ..workspace.checkout import checkout
 
-    t = workspace.head if iteration is None else iteration
-    if t == 0:
-        raise WorkspaceError("there is nothing to evaluate at iteration 0 (no edits yet)",
-                             hint="edit first: wdsp edit FACTS.jsonl")
-    workspace.check_iteration(t)
-    clock = time.perf_counter()
     if sample is not None and sample < 1:
         raise InputError(f"--retention-sample {sample}: a sample needs at least 1 request",
                          hint="leave it out to evaluate every request edited so far")
-    latest = workspace.requests(t)
-    if current is None:
-        current = checkout(workspace, t)
-    elif current.iteration != t:
-        raise ValueError(f"the checkout is at iteration {current.iteration}, not {t}")
 
     def metrics(requests) -> dict:
         prompts = neighbour_prompts(requests)
@@ -125,15 +114,42 @@ def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: 
         return {"requests": len(requests), **evaluate_requests(current.model, current.tokenizer, requests),
                 "locality_base": same}
 
-    document = {"iteration": t, "evaluated_at": now(), "latest": metrics(latest)}
-    if retention:
-        edited = [latest if s == t else workspace.requests(s) for s in range(1, t + 1)]
+    document = {"latest": metrics(latest)}
+    if edited is not None:
         chosen = retention_sample(edited, sample)
         total = sum(map(len, edited))
-        scope = {"iterations": t, "edited": total, "sample": sample if len(chosen) < total else None}
-        document["all"] = {**scope, **(document["latest"] if t == 1 and len(chosen) == total else metrics(chosen))}
-    if health:
-        document["health"] = model_health(current, health_sample(workspace, current))
-    document["seconds"] = round(time.perf_counter() - clock, 2)
+        scope = {"iterations": len(edited), "edited": total, "sample": sample if len(chosen) < total else None}
+        whole = len(edited) == 1 and len(chosen) == total
+        document["all"] = {**scope, **(document["latest"] if whole else metrics(chosen))}
+    if health is not None:
+        document["health"] = model_health(current, health)
+    return document
+
+
+def run_evaluate(workspace: Workspace, iteration: int | None = None, retention: bool = True,
+                 current=None, health: bool = True, sample: int | None = None) -> dict:
+    """Evaluate iteration ``iteration`` (default HEAD) and store it. ``current``: a
+    ``checkout.Checkout`` already at that iteration (the benchmark keeps one loaded), else the model
+    is loaded. ``health``: add the health figures (module docstring). ``sample``: retention over a
+    fixed random sample of that many of the requests edited so far (``retention_sample``), not all."""
+    from ..workspace.checkout import checkout
+
+    t = workspace.head if iteration is None else iteration
+    if t == 0:
+        raise WorkspaceError("there is nothing to evaluate at iteration 0 (no edits yet)",
+                             hint="edit first: wdsp edit FACTS.jsonl")
+    workspace.check_iteration(t)
+    if sample is not None and sample < 1:
+        raise InputError(f"--retention-sample {sample}: a sample needs at least 1 request",
+                         hint="leave it out to evaluate every request edited so far")
+    clock = time.perf_counter()
+    latest = workspace.requests(t)
+    if current is None:
+        current = checkout(workspace, t)
+    elif current.iteration != t:
+        raise ValueError(f"the checkout is at iteration {current.iteration}, not {t}")
+    edited = [latest if s == t else workspace.requests(s) for s in range(1, t + 1)] if retention else None
+    figures = measure(current, latest, edited, sample, health_sample(workspace, current) if health else None)
+    document = {"iteration": t, "evaluated_at": now(), **figures, "seconds": round(time.perf_counter() - clock, 2)}
     workspace.save_evaluation(t, document)
     return document

@@ -16,6 +16,7 @@ Layout (``SCHEMA_VERSION`` 1)::
         record.json                 written last, the commit marker: config, job, report, sizes
     evaluations/<t:06d>.json        ``wdsp evaluate`` results at iteration t (health included)
     health-sample.json              the held-out texts and prompts of the health figures, and the base's figures
+    rejected/<time>-iteration-<t>/  a candidate iteration ``wdsp edit --gate`` refused (same files; never committed)
     revert.json                     the plan of an unfinished ``wdsp revert`` / ``forget`` (removed when done)
     archive/<stamp>/<t:06d>/        iterations set aside by an edit made after a rollback
     .lock                           flock'ed by the command that is changing the workspace
@@ -221,9 +222,9 @@ class Workspace:
         """What killed writers left: hidden ``.partial-*`` iteration folders and hidden
         ``.<name>.<random>.tmp`` files of the atomic writer, in the workspace's folders."""
         found = []
-        partial = self.root / "iterations"
-        if partial.is_dir():
-            found += [p for p in partial.glob(".partial-*") if p.is_dir()]
+        for parent in (self.root / "iterations", self.root / "rejected"):
+            if parent.is_dir():
+                found += [p for p in parent.glob(".partial-*") if p.is_dir()]
         for name, written in _WRITTEN_FILES.items():
             folder = self.root / name
             if folder.is_dir():
@@ -359,8 +360,23 @@ class Workspace:
         if iteration != self.head + 1 or any(t > self.head for t in self.iterations()):
             raise WorkspaceError(f"iteration {iteration} cannot follow HEAD {self.head}",
                                  hint="archive later iterations first (an internal error)")
-        parent = self.root / "iterations"
-        parent.mkdir(exist_ok=True)
+        final = self._write_iteration(self.iteration_dir(iteration), iteration, diff, requests, record, keys)
+        self.set_head(iteration)
+        return final
+
+    def set_aside(self, iteration: int, diff: WeightDiff, requests: Sequence[EditRequest], record: dict,
+                  keys: dict | None = None) -> Path:
+        """Write a candidate iteration that was not committed (``wdsp edit --gate`` refused it) to
+        rejected/<time>-iteration-<t>/, in an iteration's layout; HEAD does not move."""
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        return self._write_iteration(self.root / "rejected" / f"{stamp}-iteration-{iteration}", iteration, diff,
+                                     requests, record, keys)
+
+    def _write_iteration(self, final: Path, iteration: int, diff: WeightDiff, requests: Sequence[EditRequest],
+                         record: dict, keys: dict | None) -> Path:
+        """Write the files of an iteration into a temporary folder beside ``final``, then rename it."""
+        parent = final.parent
+        parent.mkdir(parents=True, exist_ok=True)
         tmp = parent / f".partial-{iteration:06d}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         files = {name: tmp / path.name for name, path in self.iteration_files(iteration).items()}
@@ -376,14 +392,12 @@ class Workspace:
             full = {"iteration": iteration, "created_at": now(), "wdsp_version": __version__,
                     "diff_bytes": files["diff"].stat().st_size, **record}
             atomic_write_text(files["record"], json.dumps(full, indent=2, sort_keys=True))
-            final = self.iteration_dir(iteration)
             if final.exists():  # only possible by hand: a numbered folder without a record
                 shutil.rmtree(final)
             rename_folder(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.set_head(iteration)
         return final
 
     def archive_after(self, iteration: int) -> tuple[list[int], Path | None]:

@@ -106,6 +106,41 @@ def test_per_request_early_stopping_and_clamp_match_the_loop(tokenizer):
         assert delta[points[0]].norm() <= 0.05 * init[points[0]].norm() * (1 + 1e-5)
 
 
+def _already_predicted(model, tokenizer) -> list[EditRequest]:
+    """REQUESTS whose target is the word the model already predicts after the bare prompt."""
+    out = []
+    for request in REQUESTS:
+        ids = tokenizer(request.prompt.format(request.subject), return_tensors="pt").input_ids
+        with torch.no_grad():
+            top = int(model(input_ids=ids).logits[0, -1].argmax())
+        word = tokenizer.decode([top]).strip()
+        if word and tokenizer(" " + word, add_special_tokens=False).input_ids == [top]:
+            out.append(EditRequest(prompt=request.prompt, subject=request.subject, target_new=word))
+    return out
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_most_probable_early_stopping_matches_the_loop(tiny_model, tokenizer, k):
+    """ENCORE's MPES: a request stops at the forward where its targets have been top-1 on every
+    prompt for the (k+1)-th time; the batched engine stops each request where the loop does.
+    Half the batch asks for what the model already says (top-1 from the start), half for what
+    the tiny model never reaches: the first stop after k updates, the others run to the end."""
+    easy = _already_predicted(tiny_model, tokenizer)
+    assert easy, "the tiny model predicts none of its own words: nothing to test"
+    requests = easy + REQUESTS[:2]
+    points = registered("memit").points(template_for(tiny_model), 2)
+    prompts = build_edit_prompts(tokenizer, requests, ["{}"])
+    settings = _settings(v_num_grad_steps=8, early_stop_loss=1e-9, most_probable_steps=k)
+    result = optimise_residuals(tiny_model, prompts, points, settings)
+    assert (result.updates[: len(easy)] <= k).all() and (result.updates[len(easy):] == 7).all()
+    for i, request in enumerate(requests):
+        init, delta, updates, _, _ = optimise_residuals_reference(tiny_model, tokenizer, request, ["{}"], points,
+                                                                  settings)
+        assert int(result.updates[i]) == updates
+        if updates:
+            _assert_close_vectors(result.delta[points[0]][i], delta[points[0]])
+
+
 def test_optimisation_lowers_the_target_nll_and_leaves_weights_alone(tokenizer):
     from tiny_models import tiny_gpt2
 
@@ -180,7 +215,7 @@ def test_bfloat16_autocast_runs_in_float32_deltas_and_lowers_the_nll(tokenizer):
 
 def test_autocast_dtype_from_config_accepts_names_and_none():
     config = SimpleNamespace(v_lr=0.5, v_num_grad_steps=5, clamp_norm_factor=0.75, kl_factor=0.0625,
-                             v_weight_decay=0.5, early_stop_loss=0.05)
+                             v_weight_decay=0.5, early_stop_loss=0.05, early_stop="loss", most_probable_steps=3)
     assert OptimisationSettings.from_config(SimpleNamespace(**vars(config), autocast_dtype=None)).autocast_dtype is None
     for value, dtype in [("bfloat16", torch.bfloat16), ("torch.bfloat16", torch.bfloat16), ("bf16", torch.bfloat16),
                          (torch.float16, torch.float16), (None, None), ("none", None)]:
@@ -269,7 +304,8 @@ def test_requests_per_pass_keeps_the_graph_from_growing_with_the_batch(tiny_mode
 
 def test_requests_per_pass_comes_from_the_caller_not_the_config():
     config = SimpleNamespace(v_lr=0.5, v_num_grad_steps=5, clamp_norm_factor=0.75, kl_factor=0.0625,
-                             v_weight_decay=0.5, early_stop_loss=0.05, autocast_dtype=None)
+                             v_weight_decay=0.5, early_stop_loss=0.05, autocast_dtype=None,
+                             early_stop="loss", most_probable_steps=3)
     assert OptimisationSettings.from_config(config).requests_per_pass == residuals.DEFAULT_REQUESTS_PER_PASS
     assert OptimisationSettings.from_config(config, 3).requests_per_pass == 3
     assert OptimisationSettings.from_config(config, 0).requests_per_pass == 0

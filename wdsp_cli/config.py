@@ -28,9 +28,11 @@ from .regularisers.configs import NormConfig, SPConfig, WDConfig
 
 AUTOCAST_DTYPES = (None, "bfloat16", "float16")
 #: Settings added after 0.1.0, with the value that leaves an edit as it was before them.
-ADDED_LATER = {**NormConfig().to_flat()}
+ADDED_LATER = {**NormConfig().to_flat(), "early_stop": "loss", "most_probable_steps": 3}
+EARLY_STOPS = ("loss", "most-probable")
 # The command-line option of each field that has one; the others are set with --set NAME=VALUE.
 FLAGS = {"method": "--method", "layers": "--layers", "v_num_grad_steps": "--steps", "seed": "--seed",
+         "early_stop": "--early-stop",
          "autocast_dtype": "--autocast", "nullspace_threshold": "--nullspace-threshold",
          "alphaedit_l2": "--alphaedit-l2"}
 
@@ -106,6 +108,11 @@ class EditConfig:
     """lambda in (lambda C + K K^T)^-1 (``mom2_update_weight``); MEMIT and PMET."""
     early_stop_loss: float = 5e-2
     """A request stops optimising once its loss is below this (MEMIT's 5e-2)."""
+    early_stop: str = "loss"
+    """"loss" (MEMIT: only ``early_stop_loss``) or "most-probable" (ENCORE's MPES: also stop once the
+    targets have been the top-1 prediction on every prompt at ``most_probable_steps`` + 1 forwards)."""
+    most_probable_steps: int = 3
+    """MPES's k: forwards after the first at which the targets are top-1 (ENCORE: 3 for GPT2-XL, 1 for Llama3-8B)."""
     context_template_count: int = 5
     """Generated context templates besides the bare "{}" (MEMIT: 5)."""
     context_template_length: int = 10
@@ -144,6 +151,10 @@ class EditConfig:
         for name in ("kl_factor", "v_weight_decay"):
             if getattr(self, name) < 0:
                 problems.append(f"{_shown(name, getattr(self, name))} must be >= 0")
+        if self.early_stop not in EARLY_STOPS:
+            problems.append(f"--early-stop {self.early_stop!r} is not one of {', '.join(EARLY_STOPS)}")
+        if self.most_probable_steps < 0:
+            problems.append(f"--set most_probable_steps={self.most_probable_steps} must be >= 0")
         if self.v_num_grad_steps < 1:
             problems.append(f"--steps {self.v_num_grad_steps} must be >= 1")
         if self.autocast_dtype not in AUTOCAST_DTYPES:

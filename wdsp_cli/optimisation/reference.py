@@ -69,7 +69,7 @@ def optimise_residuals_reference(model, tokenizer, request: EditRequest, context
 
     optimiser = torch.optim.Adam(list(deltas.values()), lr=settings.v_lr)
     kl_init = None
-    updates = 0
+    updates, probable = 0, 0
     handles = [module_by_name(model, p).register_forward_hook(make_hook(p)) for p in points]
     try:
         for step in range(settings.v_num_grad_steps):
@@ -87,7 +87,10 @@ def optimise_residuals_reference(model, tokenizer, request: EditRequest, context
                 decay = sum(deltas[p].norm() / init[p].norm() ** 2 for p in points)
                 loss = nll + settings.kl_factor * kl + settings.v_weight_decay * decay
             final = (float(loss.detach()), float(nll.detach()))
-            if loss.item() < settings.early_stop_loss or step == settings.v_num_grad_steps - 1:
+            scored = lab != -100
+            probable += bool((logp.argmax(-1)[scored] == lab[scored]).all())  # every target token top-1
+            mpes = settings.most_probable_steps is not None and probable > settings.most_probable_steps
+            if loss.item() < settings.early_stop_loss or mpes or step == settings.v_num_grad_steps - 1:
                 break
             loss.backward()
             optimiser.step()

@@ -19,7 +19,9 @@ NLL_i is the mean over prompts of the summed target-token NLL divided by the tar
 length; KL is taken on the next-token distribution after "{subject} is a". Adam
 (lr = v_lr) runs for at most ``v_num_grad_steps`` forward passes (so at most steps - 1
 updates); after each update delta_p,i is projected onto ||delta|| <= clamp * ||h_p,i||;
-request i stops as soon as L_i < early_stop_loss.
+request i stops as soon as L_i < early_stop_loss, or (``most_probable_steps`` = k, ENCORE's
+most-probable early stopping) at the forward where, for the (k+1)-th time, every one of its target
+tokens on every one of its prompts is the top-1 prediction (counted, not necessarily in a row).
 
 The B problems are independent (delta_i only enters request i's prompts and the loss
 is a sum over requests), so one forward/backward over all rows with a [B, d] delta,
@@ -156,6 +158,7 @@ class OptimisationSettings:
     prefix_cache: bool = True  # reuse the key/value cache of the tokens before the lookup position
     requests_per_pass: int = DEFAULT_REQUESTS_PER_PASS  # forward/backward chunk (0: the whole batch)
     frozen_blocks: bool = True  # run the blocks below the first edited point once (delta_free.py)
+    most_probable_steps: int | None = None  # MPES: also stop k forwards after the targets are top-1
 
     def __post_init__(self):
         object.__setattr__(self, "autocast_dtype", _parse_dtype(self.autocast_dtype))
@@ -169,6 +172,7 @@ class OptimisationSettings:
         return cls(config.v_lr, config.v_num_grad_steps, config.clamp_norm_factor, config.kl_factor,
                    config.v_weight_decay, config.early_stop_loss,
                    autocast_dtype=config.autocast_dtype,
+                   most_probable_steps=config.most_probable_steps if config.early_stop == "most-probable" else None,
                    requests_per_pass=DEFAULT_REQUESTS_PER_PASS if requests_per_pass is None else requests_per_pass)
 
 
@@ -318,7 +322,9 @@ def forward_losses(model, prompts: EditPrompts, requests: torch.Tensor, deltas: 
 
     ``feed`` (from ``_make_feed``, built once per optimisation) sets the prefix cache and
     autocast; by default whole rows in the model's dtype. Rows are fed in groups of similar length.
-    Returns (nll [b], kl_logprobs [b, V], kl [b] or None, init values point -> [b, d] or {}).
+    Returns (nll [b], kl_logprobs [b, V], kl [b] or None, init values point -> [b, d] or {},
+    most_probable [b]: whether every target token of the request, on every one of its prompts, is
+    the model's top-1 prediction there).
     """
     device = next(model.parameters()).device
     feed = feed if feed is not None else _make_feed(model, prompts, prefix_cache=False)
@@ -359,11 +365,13 @@ def forward_losses(model, prompts: EditPrompts, requests: torch.Tensor, deltas: 
     t_req = local[prompts.row_request[prompts.target_row[t_sel]]].to(here)
     weight = prompts.target_weight[t_sel].to(here)
     nll = torch.zeros(len(requests), device=here).index_add(0, t_req, -token_logp * weight).to(device)
+    missed = (logp[:n_targets].argmax(-1) != prompts.target_token[t_sel].to(here)).float()
+    most_probable = (torch.zeros(len(requests), device=here).index_add(0, t_req, missed) == 0).cpu()
     kl_logp = logp[n_targets:]
     kl = None
     if kl_init is not None:
         kl = (kl_logp.exp() * (kl_logp - kl_init.to(here))).sum(-1).to(device)
-    return nll, kl_logp, kl, init
+    return nll, kl_logp, kl, init, most_probable
 
 
 def _clamp_rows(delta: torch.Tensor, init: torch.Tensor, factor: float) -> torch.Tensor:
@@ -403,6 +411,7 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
     v = {p: torch.zeros_like(delta[p]) for p in points}
     active = torch.ones(n, dtype=torch.bool)
     updates = torch.zeros(n, dtype=torch.long)
+    probable = torch.zeros(n, dtype=torch.long)  # forwards at which all of a request's targets were top-1
     final_loss = torch.zeros(n)
     final_nll = torch.zeros(n)
     init = {p: torch.zeros(n, dim, device=device) for p in points}
@@ -417,6 +426,7 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
         leaves = {p: delta[p][requests].clone().requires_grad_(True) for p in points}
         nll = torch.zeros(len(requests), device=device)
         loss = torch.zeros(len(requests), device=device)
+        top = torch.zeros(len(requests), dtype=torch.bool)
         chunks, pending, at = _chunks(requests, settings.requests_per_pass), [], 0
         for k, chunk in enumerate(chunks):
             span = slice(at, at + len(chunk))
@@ -425,7 +435,7 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
                 sub = {p: leaves[p][span] for p in points}
                 if step == 0:
                     # delta = 0: read the original values h and P_0; KL(P_0 || P_0) = 0 with zero gradient.
-                    c_nll, kl_logp, _, c_init = forward_losses(model, prompts, chunk, sub, None, True, feed)
+                    c_nll, kl_logp, _, c_init, c_top = forward_losses(model, prompts, chunk, sub, None, True, feed)
                     if kl_init is None:
                         kl_init = kl_logp.new_zeros(n, kl_logp.shape[1])
                     kl_init[chunk.to(kl_init.device)] = kl_logp.detach()
@@ -433,8 +443,8 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
                         init[p][chunk.to(device)] = c_init[p]
                     c_kl = torch.zeros_like(c_nll)
                 else:
-                    c_nll, _, c_kl, _ = forward_losses(model, prompts, chunk, sub,
-                                                       kl_init[chunk.to(kl_init.device)], feed=feed)
+                    c_nll, _, c_kl, _, c_top = forward_losses(model, prompts, chunk, sub,
+                                                              kl_init[chunk.to(kl_init.device)], feed=feed)
                 decay = sum(sub[p].norm(dim=1) / init[p][chunk.to(device)].norm(dim=1).pow(2) for p in points)
                 c_loss = c_nll + settings.kl_factor * c_kl + settings.v_weight_decay * decay
             if k == len(chunks) - 1:
@@ -442,6 +452,7 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
             elif c_loss.requires_grad and torch.isfinite(c_loss).all():
                 c_loss.sum().backward()  # frees this chunk's graph; gradients accumulate in ``leaves``
             nll[span], loss[span] = c_nll.detach(), c_loss.detach()
+            top[span] = c_top
         stop_loss = loss
         if extra_loss is not None:
             with torch.set_grad_enabled(step < last):
@@ -455,6 +466,9 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
         final_loss[requests] = loss.cpu()
         final_nll[requests] = nll.cpu()
         done = (stop_loss < settings.early_stop_loss).cpu()
+        if settings.most_probable_steps is not None:  # ENCORE's MPES: k steps after the targets are top-1
+            probable[requests] += top.long()
+            done |= probable[requests] > settings.most_probable_steps
         active[requests[done]] = False
         if on_step is not None:
             on_step(step + 1, int(active.sum()))

@@ -63,7 +63,7 @@ def main() -> None:
         base = rss_bytes()
         reset_peak_rss()
         clock = time.perf_counter()
-        loss, held = saved_bytes(lambda: loss_fn(h, h + delta))
+        loss, held = saved_bytes(lambda d=delta: loss_fn(h, h + d))
         loss.sum().backward()
         report[name] = {"peak_increase_bytes": peak_rss_bytes() - base, "held_for_backward_bytes": held,
                         "seconds": time.perf_counter() - clock}

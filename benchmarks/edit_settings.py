@@ -3,9 +3,10 @@ all in one run (issue 6: which requests-per-pass default meets both the 5x and t
 
     .venv/bin/python benchmarks/edit_settings.py [--variants 20:unfrozen,20,25,20:bf16] [--batch 50]
 
-A variant is ``N[:unfrozen][:bf16]``: N requests per forward/backward (0: all at once); ``unfrozen``
-runs every decoder block at every step (the frozen-block shortcut off); ``bf16`` runs the model under
-``torch.autocast(bfloat16)``. Same requests, statistics and templates as benchmarks/perf.py; prints
+A variant is ``N[:unfrozen][:bf16][:mpes[K]]``: N requests per forward/backward (0: all at once);
+``unfrozen`` runs every decoder block at every step (the frozen-block shortcut off); ``bf16`` runs the
+model under ``torch.autocast(bfloat16)``; ``mpes``/``mpesK`` stops each request K (default 3) forwards
+after its targets are top-1 on every prompt (``--early-stop most-probable``). Same requests, statistics and templates as benchmarks/perf.py; prints
 one JSON document: per variant the edit's seconds, breakdown, peak RSS (VmHWM, reset before the edit)
 and ES/PS/NS/Score.
 """
@@ -71,6 +72,9 @@ def main() -> None:
         for variant in args.variants.split(","):
             size, *flags = variant.split(":")
             cfg = config.replace(autocast_dtype="bfloat16") if "bf16" in flags else config
+            mpes = next((f for f in flags if f.startswith("mpes")), None)  # mpes or mpesK: --early-stop most-probable
+            if mpes:
+                cfg = cfg.replace(early_stop="most-probable", most_probable_steps=int(mpes[4:] or 3))
             with unfrozen("unfrozen" in flags):
                 run = timed_edit(model, tok, requests, cfg, moments, templates, False, Path(tmp), int(size))
             run.pop("diff")

@@ -110,7 +110,8 @@ def timed_edit(model, tok, requests, config, moments, templates, per_request: bo
     state.restore(snapshot)
     return {"seconds": done - clock, "breakdown_s": {**edit.report["timings_s"], "write": done - write},
             "metrics": {k: metrics[k] for k in METRICS}, "peak_rss_bytes": rss, "peak_rss_reset": reset,
-            "diff": edit.diff, "evaluate_s": evaluated - done}
+            "diff": edit.diff, "evaluate_s": evaluated - done,
+            "mean_updates": float(edit.residuals.updates.float().mean())}
 
 
 def covariance_throughput(model, tok, layers, tokens: int) -> dict:

@@ -402,7 +402,7 @@ def _marks(iterations: int) -> list[int]:
 def markdown_tables(results: dict) -> str:
     spec = results["spec"]
     averaged = seed_averaged(results)
-    marks = _marks(spec["iterations"])
+    marks = sorted({*_marks(spec["iterations"]), *(len(rows) for rows in averaged.values())})  # + where each run is
     protocol = next(iter(results["runs"].values()))["iterations"][0]["latest"].get("protocol", "")
     lines = [f"Requests: {spec['requests']} (offset {spec['offset']}), B = {spec['batch_size']}, "
              f"T = {spec['iterations']}, seeds {spec['seeds']}, model {spec['model']}, {protocol} metrics (%).", ""]

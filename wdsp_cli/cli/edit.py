@@ -84,6 +84,10 @@ def edit(
                                       "type; results change slightly, so the chosen type is part of the job)."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Skip batches of this same job already committed (after a crash)."),
+    on_conflict: str = typer.Option("warn", "--on-conflict",
+                                    help="warn (on stderr, and under conflicts with --json) or refuse (exit 8, "
+                                         "nothing edited) when requests change a fact edited before or share a "
+                                         "subject within a batch (docs/conflicts.md)."),
     workspace: Path = WorkspaceOption,
     json: bool = JsonOption,
 ) -> None:
@@ -125,6 +129,9 @@ def edit(
 
         raise InputError(f"requests per pass must be >= 0, not {requests_per_pass}",
                          hint="give a positive number, or 0 for the whole batch at once")
+    from .conflicts import ON_CONFLICT, check_choice, warn_conflicts
+
+    check_choice(on_conflict, ON_CONFLICT, "--on-conflict")
     lines = plain_progress()
     with ws.lock("wdsp edit"):
         from ..jobs.prompt_fit import check_requests_fit
@@ -133,6 +140,13 @@ def edit(
         requests = load_requests(facts, format, limit=limit, offset=offset)
         OptimisationSettings.from_config(config, requests_per_pass)
         check_requests_fit(ws, requests, config)  # a prompt longer than the model's context: before any model work
+        # requests that meet earlier facts (docs/conflicts.md): torch-free, before any model work
+        from ..jobs.conflicts import edit_conflicts, refuse_conflicts
+
+        conflicts = edit_conflicts(ws, requests, config, batch_size, resume)
+        warn_conflicts(conflicts, facts, batch_size, ws.root)
+        if on_conflict == "refuse":
+            refuse_conflicts(conflicts, str(facts), ws)
         if lines:
             progress_line(f"edit: {len(requests)} request(s) from {facts}, batches of {batch_size}; "
                           "loading the statistics and the model")
@@ -167,6 +181,7 @@ def edit(
             report = run_edit(ws, requests, config, batch_size, resume, progress, source=str(facts),
                               requests_per_pass=requests_per_pass)
     report["config"] = config.to_dict()
+    report["conflicts"] = conflicts.to_dict()
     if json:
         emit_json(report)
         return

@@ -44,6 +44,7 @@ already holds a workspace before it loads the model. `rollback -N` counts back f
 | 5 | edit refused: a singular system or a non-finite update |
 | 6 | workspace: missing, of a newer schema, damaged (`wdsp check` lists each repair), or no such iteration |
 | 7 | workspace busy: another command holds its lock |
+| 8 | conflicts: `wdsp conflicts` found requests that meet earlier facts (see its `--fail-on`), or `wdsp edit --on-conflict refuse` refused them (docs/conflicts.md) |
 | 130 | interrupted (Ctrl-C); the workspace keeps its last committed iteration |
 """
 

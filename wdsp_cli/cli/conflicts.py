@@ -133,6 +133,8 @@ def render(report, facts: Path, ws) -> None:
                               for r in c.requests)
             table.add_row(*map(Text, (str(c.batch), c.requests[0].request.subject, lines, c.severity)))
         stdout.print(table)
+        stdout.print("Requests about one subject share the subject's key in one solve, and pull it apart; in "
+                     "different batches they do not (docs/conflicts.md).", soft_wrap=True, markup=False)
     if report.unreadable:
         stderr.print(f"[bold yellow]Warning:[/] the requests of iteration(s) {list(report.unreadable)} cannot be "
                      "read and were not checked (`wdsp check` says why)", soft_wrap=True)

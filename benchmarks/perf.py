@@ -20,7 +20,11 @@ Prints one JSON document:
   rollback_0_s, rollback_100_s, rollback_load_s   materialising iteration 0 and 100 of a workspace of
       100 iterations (diffs of the real shapes: factors of the measured edit, repeated), the model
       load included, and the load alone;
-  evaluate_requests_per_s      CounterFact evaluation of the batch (rewrite, paraphrase, neighbours).
+  evaluate_requests_per_s      CounterFact evaluation of the batch (rewrite, paraphrase, neighbours);
+  edit_mpes_*                  the edit with ``--early-stop most-probable`` (not in --reduced);
+  bench_edits_per_hour         ``wdsp bench`` over 2 iterations of B (edits and evaluations with health);
+  main_job_s                   ``examples/quickstart.sh`` on a fresh workspace (with --main-job);
+  targets                      issue 15's targets with the figures reached and whether they are met.
 """
 
 from __future__ import annotations
@@ -148,6 +152,44 @@ def rollback_timings(model_source: str, diff, iterations: int, folder: Path) -> 
     return out
 
 
+def bench_throughput(batch: int, iterations: int, out: Path, steps: int | None, tokens: int) -> dict:
+    """``wdsp bench`` (MEMIT, B = ``batch``, T = ``iterations``, statistics from the built-in corpus):
+    edits per hour over its edits and evaluations (health included), model loading and statistics not."""
+    from wdsp_cli.bench.protocol import BenchSpec, run_bench
+
+    spec = BenchSpec(str(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl"), batch_size=batch,
+                     iterations=iterations, methods=("memit",), variants=("none",), corpus="builtin", tokens=tokens,
+                     steps=steps, offset=1000)
+    rows = run_bench(out, spec)["runs"]["memit-none-seed0"]["iterations"]
+    seconds = sum(r["seconds"] + r["evaluation_seconds"] for r in rows)
+    return {"bench_batch": batch, "bench_iterations": iterations, "bench_seconds_per_iteration": seconds / len(rows),
+            "bench_edits_per_hour": 3600 * batch * len(rows) / seconds}
+
+
+def main_job_seconds() -> dict:
+    """``bash examples/quickstart.sh`` on a fresh workspace (after setup), timed."""
+    import os
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = time.perf_counter()
+        subprocess.run(["bash", str(ROOT / "examples" / "quickstart.sh")], check=True, capture_output=True,
+                       env={**os.environ, "WS": str(Path(tmp) / "ws")})
+        return {"main_job_s": time.perf_counter() - clock}
+
+
+def targets(report: dict) -> dict:
+    """Issue 15's targets next to what this run reached (each on the machine in ``report["machine"]``;
+    the issue sets the throughput target for the Intel AMX class and the main job's for AVX2-only)."""
+    reached = {"edit_speedup_vs_reference": (12.0, report.get("edit_speedup"), ">="),
+               "edit_mpes_speedup_vs_reference": (12.0, report.get("edit_mpes_speedup"), ">="),
+               "bench_edits_per_hour": (2000.0, report.get("bench_edits_per_hour"), ">="),
+               "main_job_s": (180.0, report.get("main_job_s"), "<=")}
+    return {name: {"target": target, "reached": value,
+                   "met": None if value is None else (value >= target if sense == ">=" else value <= target)}
+            for name, (target, value, sense) in reached.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=50)
@@ -158,6 +200,7 @@ def main() -> None:
                     help="CI: B=4 in chunks of 2, 5 steps, 2k tokens, 5 iterations")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--json", action="store_true", help="print the JSON document (always written to stdout)")
+    ap.add_argument("--main-job", action="store_true", help="also time examples/quickstart.sh on a fresh workspace")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     config = preset("memit-smollm2")
@@ -206,7 +249,20 @@ def main() -> None:
                 "metrics_max_difference_bf16": max(abs(bf16["metrics"][k] - reference["metrics"][k]) for k in METRICS),
             })
         report["diff_to_dense_ratio"] = report["diff_bytes_per_iteration"] / report["dense_bytes_per_iteration"]
+        if not args.reduced:
+            mpes = timed_edit(model, tok, requests, config.replace(early_stop="most-probable"), moments, templates,
+                              False, folder, args.requests_per_pass)
+            report.update({
+                "edit_mpes_s": mpes["seconds"], "edit_mpes_speedup": reference["seconds"] / mpes["seconds"],
+                "edit_mpes_metrics": mpes["metrics"], "edit_mpes_mean_updates": mpes["mean_updates"],
+                "edit_batch_mean_updates": batched["mean_updates"],
+                "metrics_max_difference_mpes": max(abs(mpes["metrics"][k] - reference["metrics"][k]) for k in METRICS),
+            })
         report.update(rollback_timings("smollm2-135m-instruct", batched["diff"], args.rollback_iterations, folder))
+        report.update(bench_throughput(args.batch, 2, folder / "bench", 5 if args.reduced else None, args.tokens))
+    if args.main_job:
+        report.update(main_job_seconds())
+    report["targets"] = targets(report)
     print(json.dumps(report, indent=2, sort_keys=True))
     for key, other in (("metrics_max_difference", "the per-request reference"),
                        ("metrics_max_difference_unchunked", "the unchunked edit")):

@@ -45,6 +45,7 @@ already holds a workspace before it loads the model. `rollback -N` counts back f
 | 6 | workspace: missing, of a newer schema, damaged (`wdsp check` lists each repair), or no such iteration |
 | 7 | workspace busy: another command holds its lock |
 | 8 | `edit --gate`: a batch missed the gate's thresholds; it is in `rejected/`, HEAD did not move |
+| 9 | conflicts: `wdsp conflicts` found requests that meet earlier facts (see its `--fail-on`), or `wdsp edit --on-conflict refuse` refused them (docs/conflicts.md) |
 | 130 | interrupted (Ctrl-C); the workspace keeps its last committed iteration |
 """
 

@@ -22,5 +22,7 @@ def test_perf_reduced_runs_and_the_engine_agrees_with_the_reference(data_dir):
     assert report["diff_bytes_per_iteration"] < report["dense_bytes_per_iteration"] / 30
     for key in ("edit_batch_s", "edit_batch_reference_s", "covariance_tokens_per_s", "forward_tokens_per_s",
                 "rollback_0_s", "rollback_5_s", "evaluate_requests_per_s", "edit_peak_rss_bytes", "edit_unchunked_peak_rss_bytes",
-                "edit_unchunked_s"):
+                "edit_unchunked_s", "bench_edits_per_hour", "bench_seconds_per_iteration"):
         assert report[key] > 0, key
+    assert report["targets"]["bench_edits_per_hour"]["reached"] == report["bench_edits_per_hour"]
+    assert report["targets"]["main_job_s"]["met"] is None  # not measured without --main-job

@@ -63,7 +63,14 @@ class GateRefused(WdspError):
     exit_code = 8
 
 
+class ConflictError(WdspError):
+    """Requests meet earlier facts (docs/conflicts.md): ``wdsp conflicts`` found some, or
+    ``wdsp edit --on-conflict refuse`` refused to edit them."""
+
+    exit_code = 9
+
+
 #: Exit codes of the ``wdsp`` command (docs/cli.md): 0 success, 1 unexpected error, 130 interrupted.
 EXIT_CODES = {cls.__name__: cls.exit_code for cls in
               (WdspError, InputError, ModelError, StatisticsError, EditError, WorkspaceError, WorkspaceBusy,
-               GateRefused)}
+               GateRefused, ConflictError)}

@@ -43,6 +43,7 @@ def root(
 def _register() -> None:
     from .bench import bench
     from .check import check
+    from .conflicts import conflicts
     from .covariance import covariance
     from .edit import edit
     from .evaluate import evaluate
@@ -56,8 +57,8 @@ def _register() -> None:
 
     # rollback -1: a negative number is an iteration relative to HEAD, not an unknown option
     settings = {rollback: {"ignore_unknown_options": True}}
-    for command in (init, covariance, edit, evaluate, report, rollback, revert, forget, status, check, probe, export,
-                    bench):
+    for command in (init, covariance, conflicts, edit, evaluate, report, rollback, revert, forget, status, check,
+                    probe, export, bench):
         app.command(command.__name__, context_settings=settings.get(command))(command)
 
 

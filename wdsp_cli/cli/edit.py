@@ -98,6 +98,10 @@ def edit(
     gate_sample: int = typer.Option(None, "--gate-sample", help="Gate: retention sample size (default 200)."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Skip batches of this same job already committed (after a crash)."),
+    on_conflict: str = typer.Option("warn", "--on-conflict",
+                                    help="warn (on stderr, and under conflicts with --json) or refuse (exit 9, "
+                                         "nothing edited) when requests change a fact edited before or share a "
+                                         "subject within a batch (docs/conflicts.md)."),
     workspace: Path = WorkspaceOption,
     json: bool = JsonOption,
 ) -> None:
@@ -146,6 +150,9 @@ def edit(
         from ..jobs.gate import Gate
 
         chosen = Gate(**{k: v for k, v in thresholds.items() if v is not None})
+    from .conflicts import ON_CONFLICT, check_choice, warn_conflicts
+
+    check_choice(on_conflict, ON_CONFLICT, "--on-conflict")
     lines = plain_progress()
     with ws.lock("wdsp edit"):
         ws.refuse_while_reverting("wdsp edit")
@@ -155,6 +162,13 @@ def edit(
         requests = load_requests(facts, format, limit=limit, offset=offset)
         OptimisationSettings.from_config(config, requests_per_pass)
         check_requests_fit(ws, requests, config)  # a prompt longer than the model's context: before any model work
+        # requests that meet earlier facts (docs/conflicts.md): torch-free, before any model work
+        from ..jobs.conflicts import edit_conflicts, refuse_conflicts
+
+        conflicts = edit_conflicts(ws, requests, config, batch_size, resume)
+        warn_conflicts(conflicts, facts, batch_size, ws.root)
+        if on_conflict == "refuse":
+            refuse_conflicts(conflicts, str(facts), ws)
         if lines:
             progress_line(f"edit: {len(requests)} request(s) from {facts}, batches of {batch_size}; "
                           "loading the statistics and the model")
@@ -193,6 +207,7 @@ def edit(
             report = run_edit(ws, requests, config, batch_size, resume, progress, source=str(facts),
                               requests_per_pass=requests_per_pass, gate=chosen)
     report["config"] = config.to_dict()
+    report["conflicts"] = conflicts.to_dict()
     if json:
         emit_json(report)
         return

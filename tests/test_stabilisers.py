@@ -125,3 +125,45 @@ def test_bench_variants_compose_the_stabilisers():
         variant_settings("l1")
     with pytest.raises(InputError, match="part 'budget'"):
         variant_settings("budget")
+
+
+def test_subject_rounds_put_each_subjects_requests_in_successive_rounds():
+    from wdsp_cli.data.requests import EditRequest
+    from wdsp_cli.editing.batch import subject_rounds
+
+    r = lambda s, t: EditRequest(prompt="{} is in", subject=s, target_new=t)  # noqa: E731
+    batch = [r("Paris", "a"), r("Rome", "b"), r(" paris ", "c"), r("Oslo", "d"), r("PARIS", "e"), r("Rome", "f")]
+    assert subject_rounds(batch) == [[0, 1, 3], [2, 5], [4]]
+    assert subject_rounds(batch[:2]) == [[0, 1]]
+
+
+@pytest.mark.parametrize("method", ["memit", "alphaedit"])
+def test_subject_rounds_edit_as_successive_batches_and_replay_bit_for_bit(workspace, tmp_path, method):
+    """Rounds of one iteration equal (to float rounding) the same requests edited as successive
+    iterations, and the committed diff replays the live weights bit for bit."""
+    from wdsp_cli.config import default_config_for
+    from wdsp_cli.data.requests import EditRequest
+    from wdsp_cli.jobs.edit import run_edit
+    from wdsp_cli.workspace.checkout import checkout, load_base
+    from wdsp_cli.workspace.store import Workspace
+
+    root, ws_path = workspace
+    same = [EditRequest(prompt="The capital of {} is", subject="France", target_new="Berlin"),
+            EditRequest(prompt="{} is a museum in", subject="The Louvre", target_new="Rome"),
+            EditRequest(prompt="The language of {} is", subject="France", target_new="English")]
+    rounds_ws, apart_ws = (Workspace.open(shutil.copytree(ws_path, tmp_path / n)) for n in ("rounds", "apart"))
+    config = default_config_for(rounds_ws.model["model_type"], rounds_ws.model["num_layers"], method).replace(
+        v_num_grad_steps=3)
+    live = checkout(rounds_ws, 0, base=load_base(rounds_ws))
+    run_edit(rounds_ws, same, config.replace(subject_rounds=True), 3, current=live)
+    record = rounds_ws.record(1)
+    assert rounds_ws.head == 1 and record["report"]["subject_rounds"] == [[0, 1], [2]]
+    assert len(record["report"]["loss"]) == 3 and rounds_ws.keys(1)[config.layers[0]].shape[0] == 3
+    replayed = checkout(rounds_ws, 1)
+    for module, master in live.state.master.items():
+        assert torch.equal(replayed.state.master[module], master), module
+    apart = checkout(apart_ws, 0, base=load_base(apart_ws))  # the rounds as iterations: [0, 1] then [2]
+    run_edit(apart_ws, same[:2], config, 2, current=apart)
+    run_edit(apart_ws, same[2:], config, 1, current=apart)
+    for module, master in live.state.master.items():
+        torch.testing.assert_close(apart.state.master[module], master, rtol=1e-5, atol=1e-6)

@@ -160,3 +160,14 @@ def test_a_run_is_not_continued_by_another_engine(tmp_path):
     record.write_text(json.dumps(document))
     with pytest.raises(InputError, match="by engine 0; .* must not mix"):
         run_bench(tmp_path / "b", spec)
+
+
+def test_retention_counts_a_fact_edited_again_once_with_its_latest_target():
+    from wdsp_cli.data.requests import EditRequest
+    from wdsp_cli.jobs.evaluate import in_force
+
+    r = lambda s, t, p="{} is led by": EditRequest(prompt=p, subject=s, target_new=t)  # noqa: E731
+    first, second = [r("Acme", "Bob"), r("Zeta", "Ann")], [r("acme ", "Carol"), r("Zeta", "Ann", "{} is in")]
+    kept = in_force([first, second])
+    assert [[x.target_new for x in b] for b in kept] == [["Ann"], ["Carol", "Ann"]]
+    assert in_force([[r("Acme", "Bob"), r("Acme", "Dan")]]) == [[r("Acme", "Dan")]]

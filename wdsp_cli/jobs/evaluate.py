@@ -5,9 +5,11 @@ Public API:
         -> dict (also stored)
     measure(current, latest, edited=None, sample=None, health=None) -> dict   the same figures, unstored
     retention_sample(edited, size) -> list     the fixed random sample retention uses when ``sample``
+    in_force(edited) -> edited                 without the requests a later request replaced (same fact)
 
 ``latest``: the metrics of iteration t's requests on the model at t; ``all``: of the requests of
-iterations 1..t (retention: do earlier edits survive later ones?), or of a fixed random sample of
+iterations 1..t (retention: do earlier edits survive later ones?) that are still in force (a fact
+edited again counts once, with its latest target), or of a fixed random sample of
 them (``sample``; ``all`` then says ``edited`` and ``sample``). Metrics: CounterFact's when
 every request has an old target, token accuracy otherwise (``evaluation.evaluate_requests``),
 plus ``locality_base``: the % of neighbour prompts whose greedy next token at t is the base
@@ -74,6 +76,25 @@ def model_health(current, sample: dict) -> dict:
             "max_spectral_ratio": max((d["spectral_ratio"] for d in drift.values()), default=1.0)}
 
 
+def in_force(edited: list[list]) -> list[list]:
+    """``edited`` (requests per iteration 1..t) without the requests a later one replaced: the same
+    subject and prompt (``data.conflicts.fact_key``) edited again, later in the batch or after it.
+    Retention measures the facts that should hold now, not the ones changed since."""
+    from ..data.conflicts import fact_key
+
+    later: set = set()
+    kept = []
+    for batch in reversed(edited):
+        out = []
+        for request in reversed(batch):
+            key = fact_key(request)
+            if key not in later:
+                out.append(request)
+                later.add(key)
+        kept.append(out[::-1])
+    return kept[::-1]
+
+
 def retention_sample(edited: list[list], size: int | None) -> list:
     """A fixed random sample of ``size`` of the requests ``edited[s - 1]`` of iterations s = 1..t
     (all of them when ``size`` is None or covers them): the ``size`` requests whose
@@ -116,6 +137,7 @@ def measure(current, latest: list, edited: list[list] | None = None, sample: int
 
     document = {"latest": metrics(latest)}
     if edited is not None:
+        edited = in_force(edited)
         chosen = retention_sample(edited, sample)
         total = sum(map(len, edited))
         scope = {"iterations": len(edited), "edited": total, "sample": sample if len(chosen) < total else None}

@@ -228,20 +228,15 @@ def same_subject(editor: Editor, args) -> dict:
     report = find_conflicts(flat, len(flat))
     log(f"(ii) {len(groups)} subjects, {len(flat)} requests")
     editor.reset()
-    rows = {"base": {x["id"]: x for x in efficacy(editor, flat)}, "alone": {}, "together": {}, "mixed": {},
-            "together_rounds": {}}
+    rows = {"base": {x["id"]: x for x in efficacy(editor, flat)}, "alone": {}, "together": {}, "mixed": {}}
     for r in flat:
         editor.reset()
         editor.edit([r])
         rows["alone"].update((x["id"], x) for x in efficacy(editor, [r]))
-    for name, batches in (("together", groups), ("mixed", mixed), ("together_rounds", groups)):
+    for name, batches in (("together", groups), ("mixed", mixed)):
         for batch in batches:
             editor.reset()
-            saved = editor.config
-            if name == "together_rounds":  # the fix: wdsp edit --subject-rounds
-                editor.config = saved.replace(subject_rounds=True)
             editor.edit(batch)
-            editor.config = saved
             rows[name].update((x["id"], x) for x in efficacy(editor, batch))
     editor.reset()
 

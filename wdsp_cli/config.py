@@ -28,11 +28,11 @@ from .regularisers.configs import NormConfig, SPConfig, WDConfig
 
 AUTOCAST_DTYPES = (None, "bfloat16", "float16")
 #: Settings added after 0.1.0, with the value that leaves an edit as it was before them.
-ADDED_LATER = {**NormConfig().to_flat(), "early_stop": "loss", "most_probable_steps": 3, "subject_rounds": False}
+ADDED_LATER = {**NormConfig().to_flat(), "early_stop": "loss", "most_probable_steps": 3}
 EARLY_STOPS = ("loss", "most-probable")
 # The command-line option of each field that has one; the others are set with --set NAME=VALUE.
 FLAGS = {"method": "--method", "layers": "--layers", "v_num_grad_steps": "--steps", "seed": "--seed",
-         "early_stop": "--early-stop", "subject_rounds": "--subject-rounds",
+         "early_stop": "--early-stop",
          "autocast_dtype": "--autocast", "nullspace_threshold": "--nullspace-threshold",
          "alphaedit_l2": "--alphaedit-l2"}
 
@@ -111,10 +111,6 @@ class EditConfig:
     early_stop: str = "loss"
     """"loss" (MEMIT: only ``early_stop_loss``) or "most-probable" (ENCORE's MPES: also stop once the
     targets have been the top-1 prediction on every prompt at ``most_probable_steps`` + 1 forwards)."""
-    subject_rounds: bool = False
-    """Edit a batch's requests about one subject in rounds, one per round, each round on the model the
-    earlier ones made, and commit them as one diff (docs/conflicts.md: in one solve they share a key
-    and weaken each other)."""
     most_probable_steps: int = 3
     """MPES's k: forwards after the first at which the targets are top-1 (ENCORE: 3 for GPT2-XL, 1 for Llama3-8B)."""
     context_template_count: int = 5

@@ -68,10 +68,6 @@ def edit(
                                               help="AlphaEdit: eigenvalue threshold of the null space (default 2e-2)."),
     alphaedit_l2: float = typer.Option(None, "--alphaedit-l2", help="AlphaEdit: alpha (default 10)."),
     steps: int = typer.Option(None, "--steps", help="Optimisation steps per batch (v_num_grad_steps)."),
-    subject_rounds: bool = typer.Option(None, "--subject-rounds/--no-subject-rounds",
-                                        help="Edit a batch's requests about one subject in rounds on the model the "
-                                             "earlier rounds made, committed as one iteration (several facts about "
-                                             "one subject in one batch weaken each other; docs/conflicts.md)."),
     early_stop: str = typer.Option(None, "--early-stop",
                                    help="loss (default: MEMIT's loss threshold) or most-probable (also stop a "
                                         "request 3 steps after its targets are the top prediction on every prompt, "
@@ -132,7 +128,7 @@ def edit(
     config = resolve_config(ws, method, preset, {
         "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
         "wd_points": wd_points, "wd_reg": wd_reg, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
-        "v_num_grad_steps": steps, "early_stop": early_stop, "subject_rounds": subject_rounds, "seed": seed, "nullspace_threshold": nullspace_threshold,
+        "v_num_grad_steps": steps, "early_stop": early_stop, "seed": seed, "nullspace_threshold": nullspace_threshold,
         "alphaedit_l2": alphaedit_l2, "norm_anchor": norm_anchor, "norm_budget": norm_budget},
         parse_settings(settings))
     if autocast is not None and autocast.lower() == "auto":  # resolved here: the job records the type it ran

@@ -195,62 +195,6 @@ def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: Edi
     return BatchEdit(WeightDiff(tuple(updates), {"method": config.method}), residuals, report, batch_keys)
 
 
-def subject_rounds(requests: Sequence[EditRequest]) -> list[list[int]]:
-    """Indices of ``requests`` in rounds: round r holds the (r+1)-th request of every subject (compared
-    normalised, ``data.conflicts.normalise``), in batch order. One round when the subjects are distinct."""
-    from ..data.conflicts import normalise
-
-    seen: dict[str, int] = {}
-    rounds: list[list[int]] = []
-    for i, request in enumerate(requests):
-        r = seen.get(normalise(request.subject), 0)
-        seen[normalise(request.subject)] = r + 1
-        if r == len(rounds):
-            rounds.append([])
-        rounds[r].append(i)
-    return rounds
-
-
-def _combine(requests: Sequence[EditRequest], parts: list[tuple[list[int], BatchEdit]],
-             decays: Mapping[str, float] | None) -> BatchEdit:
-    """One BatchEdit from the rounds' edits: factors, keys and per-request figures in request order."""
-    order = torch.argsort(torch.tensor([i for idx, _ in parts for i in idx]))
-    cat = lambda tensors: torch.cat(list(tensors))[order]  # noqa: E731  rows in request order
-    updates = []
-    for k, first in enumerate(parts[0][1].diff.updates):
-        left = torch.cat([edit.diff.updates[k].left for _, edit in parts], dim=1)[:, order]
-        right = torch.cat([edit.diff.updates[k].right for _, edit in parts], dim=1)[:, order]
-        updates.append(LayerUpdate(first.module, left, right, (decays or {}).get(first.module, 1.0)))
-    edits = [edit for _, edit in parts]
-    r0 = edits[0].residuals
-    residuals = ResidualResult(r0.points, {p: cat(e.residuals.init[p] for e in edits) for p in r0.points},
-                               {p: cat(e.residuals.delta[p] for e in edits) for p in r0.points},
-                               cat(e.residuals.updates for e in edits), cat(e.residuals.loss for e in edits),
-                               cat(e.residuals.nll for e in edits))
-    keys = {layer: cat(e.keys[layer] for e in edits) for layer in edits[0].keys}
-
-    def listed(get) -> list:
-        """The per-request list ``get(report)`` of every round, in request order."""
-        flat = [v for e in edits for v in get(e.report)]
-        return [flat[i] for i in order.tolist()]
-
-    report = {**edits[0].report, "requests": len(requests),
-              "updates": listed(lambda r: r["updates"]), "loss": listed(lambda r: r["loss"]),
-              "nll": listed(lambda r: r["nll"]),
-              "delta_norm": {p: listed(lambda r, p=p: r["delta_norm"][p]) for p in r0.points},
-              "timings_s": {k: sum(e.report["timings_s"][k] for e in edits) for k in edits[0].report["timings_s"]},
-              "layers": [{**layer, "update_norm": float(u.dense().norm()),
-                          "residual_norm": sum(e.report["layers"][j]["residual_norm"] for e in edits) / len(edits)}
-                         for j, (layer, u) in enumerate(zip(edits[0].report["layers"], updates))],
-              "subject_rounds": [idx for idx, _ in parts]}
-    if edits[0].report["sp"]:
-        report["sp"] = {k: listed(lambda r, k=k: r["sp"][k]) for k in edits[0].report["sp"]}
-    if "norm_anchor" in edits[0].report:
-        report["norm_anchor"] = {"reference": edits[0].report["norm_anchor"]["reference"],
-                                 "solved_norm": listed(lambda r: r["norm_anchor"]["solved_norm"])}
-    return BatchEdit(WeightDiff(tuple(updates), edits[0].diff.metadata), residuals, report, keys)
-
-
 def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
                second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
                state: WeightState | None = None, method_state=None, iteration: int = 1,
@@ -272,34 +216,16 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
         if config.norm.anchor and anchor_reference is None and not state.is_original():
             anchor_reference = anchor_reference_on_base(model, tokenizer, requests, config, context_templates,
                                                         state, requests_per_pass)
-        rounds = subject_rounds(requests) if config.subject_rounds else [list(range(len(requests)))]
-        if len(rounds) > 1 and method_state is None:
-            method_state = method(config.method).start(config, second_moments)
-        shrunk = state.snapshot(edited_modules(model, config))
-        parts, optimise = [], 0.0
-        for idx in rounds:  # several requests about one subject: one round each, each on the model so far
-            part = [requests[i] for i in idx]
-            clock = time.perf_counter()
-            residuals = optimise_targets(model, tokenizer, part, config, context_templates, on_step,
-                                         requests_per_pass)
-            seconds = time.perf_counter() - clock
-            optimise += seconds
-            edit = write_targets(model, tokenizer, part, config, residuals, second_moments, context_templates,
-                                 state, method_state, iteration, decays, anchor_reference)
-            edit.report["timings_s"] = {"optimise": seconds, **edit.report["timings_s"]}
-            parts.append((idx, edit))
-            if len(rounds) > 1:
-                method_state = method(config.method).advance(method_state, edit.keys)
-                anchor_reference = (edit.report.get("norm_anchor") or {}).get("reference", anchor_reference)
-        if len(rounds) > 1:  # the committed update is the rounds' factors as one diff, applied as a replay would
-            edit = _combine(requests, parts, decays)
-            state.restore(shrunk)
-            for update in edit.diff.updates:
-                state.add(update)
+        clock = time.perf_counter()
+        residuals = optimise_targets(model, tokenizer, requests, config, context_templates, on_step,
+                                     requests_per_pass)
+        optimise = time.perf_counter() - clock
+        edit = write_targets(model, tokenizer, requests, config, residuals, second_moments, context_templates,
+                             state, method_state, iteration, decays, anchor_reference)
     except BaseException:
         state.restore(snapshot)
         raise
-    edit.report["timings_s"]["optimise"] = optimise
+    edit.report["timings_s"] = {"optimise": optimise, **edit.report["timings_s"]}
     if decays is not None:
         edit.report["norm_budget_decay"] = decays
     log.info("edited %d requests with %s in %.1fs", len(requests), config.method,

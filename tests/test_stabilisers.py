@@ -121,6 +121,7 @@ def test_bench_variants_compose_the_stabilisers():
     assert variant_settings("wd+sp+anchor+budget0.05") == {"wd": True, "sp": True, "norm_anchor": True,
                                                           "norm_budget": 0.05}
     assert variant_label("wd+sp+budget0.05") == "+WD+SP+BUDGET0.05"
+    assert variant_settings("mpes+anchor") == {"early_stop": "most-probable", "norm_anchor": True}
     with pytest.raises(InputError, match="unknown variant 'l1'"):
         variant_settings("l1")
     with pytest.raises(InputError, match="part 'budget'"):

@@ -2,7 +2,7 @@
 restore), each batch evaluated right after its own edit, for methods x regularisers x seeds.
 
 Public API:
-    variant_settings(name) -> dict  "none", or parts joined by "+": wd, sp, anchor, budget<R> (e.g.
+    variant_settings(name) -> dict  "none", or parts joined by "+": wd, sp, anchor, mpes, budget<R> (e.g.
                                   "wd+sp", "anchor", "budget0.05", "wd+sp+anchor") -> edit settings
     BenchSpec(...)                what to run (frozen; saved with the results)
     run_bench(out, spec, progress=None, device=None, jobs=1) -> dict    run or resume; = summarize(out)
@@ -48,7 +48,8 @@ COLLAPSE_EFFICACY = 5.0
 COLLAPSE_PERPLEXITY_RATIO = 10.0
 HEALTH_FIGURES = ("perplexity_ratio", "locality_prompts", "max_relative_frobenius", "max_spectral_ratio")
 #: The parts a variant is made of (joined by "+"); "budget" takes its fraction: "budget0.05".
-VARIANT_PARTS: dict[str, dict] = {"wd": {"wd": True}, "sp": {"sp": True}, "anchor": {"norm_anchor": True}}
+VARIANT_PARTS: dict[str, dict] = {"wd": {"wd": True}, "sp": {"sp": True}, "anchor": {"norm_anchor": True},
+                                  "mpes": {"early_stop": "most-probable"}}
 
 
 def variant_settings(name: str) -> dict:
@@ -62,7 +63,7 @@ def variant_settings(name: str) -> dict:
             settings["norm_budget"] = float(part[len("budget"):])
         else:
             raise InputError(f"unknown variant {name!r} (part {part!r})",
-                             hint="none, or parts joined by '+': wd, sp, anchor, budget<fraction> (e.g. wd+sp, "
+                             hint="none, or parts joined by '+': wd, sp, anchor, mpes, budget<fraction> (e.g. wd+sp, "
                                   "anchor, budget0.05)")
     return settings
 
@@ -124,7 +125,7 @@ class BenchSpec:
         if problems:
             raise InputError("invalid benchmark: " + "; ".join(problems),
                              hint=f"methods: {', '.join(METHODS)}; variants: none, or parts joined by '+': "
-                                  "wd, sp, anchor, budget<fraction> (e.g. wd+sp, budget0.05)")
+                                  "wd, sp, anchor, mpes, budget<fraction> (e.g. wd+sp, budget0.05)")
 
     @property
     def retention_points(self) -> tuple[int, ...]:

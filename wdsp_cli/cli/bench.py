@@ -26,7 +26,9 @@ def bench(
     batch_size: int = typer.Option(20, "--batch-size", "-b", help="B: requests per iteration."),
     iterations: int = typer.Option(10, "--iterations", "-T", help="T: iterations (batches) per run."),
     methods: str = typer.Option("memit,pmet", "--methods", help="Comma-separated methods."),
-    variants: str = typer.Option("none,wd,sp,wd+sp", "--variants", help="Comma-separated: none, or parts joined by +: wd, sp, anchor, mpes, budget<R> (e.g. wd+sp, budget0.05)."),
+    variants: str = typer.Option("none,wd,sp,wd+sp", "--variants",
+                                 help="Comma-separated: none, or parts joined by +: wd, sp, anchor, mpes, "
+                                      "budget<R> (e.g. wd+sp, budget0.05)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds (templates, SP dropout)."),
     retention_at: str = typer.Option("", "--retention-at",
                                      help="Iterations at which all requests edited so far are evaluated too "
@@ -76,7 +78,8 @@ def bench(
             elif event == "edit":
                 stderr.print(f"  {data['run']}: iteration {data['iteration']}/{iterations}")
             elif event == "collapsed":
-                stderr.print(f"  {data['run']}: collapsed since iteration {data['since']}; stopped at {data['iteration']}")
+                stderr.print(f"  {data['run']}: collapsed since iteration {data['since']}; "
+                             f"stopped at {data['iteration']}")
 
         results = run_bench(out, spec, progress, device=device, jobs=jobs)
     if json:

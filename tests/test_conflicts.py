@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from workspace_helpers import FACTS, make_model_dir, tree_digest, wdsp, write_corpus, write_facts
+from workspace_helpers import FACTS, blank_workspace, tree_digest, wdsp, write_facts
 
 from wdsp_cli.data.conflicts import (
     CHANGES_AGAIN,
@@ -281,9 +281,7 @@ def test_conflicts_command_refuses_bad_arguments(no_workspace):
 def edited(tmp_path_factory):
     """Iterations 1 and 2: FACTS[0:2] and FACTS[2:4] (batches of 2)."""
     root = tmp_path_factory.mktemp("conflicts")
-    ws = root / "ws"
-    wdsp("init", "--model", make_model_dir(root / "model"), "-w", ws)
-    wdsp("covariance", "-w", ws, "--corpus", write_corpus(root / "c.txt"), "--tokens", 1000)
+    ws = blank_workspace(root)
     facts = write_facts(root / "f.jsonl", 4)
     wdsp("edit", facts, "-w", ws, "--steps", 3, "--batch-size", 2)
     return ws, facts

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from workspace_helpers import make_model_dir, tree_digest, wdsp, write_corpus, write_facts
+from workspace_helpers import blank_workspace, tree_digest, wdsp, write_facts
 
 from wdsp_cli.errors import InputError
 from wdsp_cli.jobs.gate import Gate
@@ -33,9 +33,7 @@ def test_gate_thresholds():
 @pytest.fixture
 def blank(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
-    ws = root / "ws"
-    wdsp("init", "--model", make_model_dir(root / "model"), "-w", ws)
-    wdsp("covariance", "-w", ws, "--corpus", write_corpus(root / "c.txt"), "--tokens", 1000)
+    ws = blank_workspace(root)
     return ws, write_facts(root / "facts.jsonl", 4)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from workspace_helpers import make_model_dir, wdsp, write_corpus, write_facts
+from workspace_helpers import blank_workspace, wdsp, write_facts
 
 from wdsp_cli.evaluation.health import perplexity
 
@@ -14,9 +14,7 @@ from wdsp_cli.evaluation.health import perplexity
 @pytest.fixture(scope="module")
 def edited(tmp_path_factory):
     root = tmp_path_factory.mktemp("health")
-    ws = root / "ws"
-    wdsp("init", "--model", make_model_dir(root / "model"), "-w", ws)
-    wdsp("covariance", "-w", ws, "--corpus", write_corpus(root / "c.txt"), "--tokens", 1000)
+    ws = blank_workspace(root)
     wdsp("edit", write_facts(root / "f.jsonl", 4), "-w", ws, "--steps", 3, "--batch-size", 2)
     return ws
 

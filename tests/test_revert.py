@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from workspace_helpers import make_model_dir, tree_digest, wdsp, write_corpus, write_facts
+from workspace_helpers import blank_workspace, tree_digest, wdsp, write_facts
 
 SETTINGS = {"memit-sp": ["--sp"], "alphaedit": ["--method", "alphaedit"]}
 
@@ -25,9 +25,7 @@ SETTINGS = {"memit-sp": ["--sp"], "alphaedit": ["--method", "alphaedit"]}
 def blank(tmp_path_factory):
     """A workspace with statistics and no edits, and six facts (three batches of two)."""
     root = tmp_path_factory.mktemp("revert")
-    ws = root / "blank"
-    wdsp("init", "--model", make_model_dir(root / "model"), "-w", ws)
-    wdsp("covariance", "-w", ws, "--corpus", write_corpus(root / "c.txt"), "--tokens", 1000)
+    ws = blank_workspace(root, "blank")
     return ws, write_facts(root / "facts.jsonl", 6)
 
 

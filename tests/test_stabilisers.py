@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from workspace_helpers import make_model_dir, wdsp, write_corpus, write_facts
+from workspace_helpers import blank_workspace, wdsp, write_facts
 
 from wdsp_cli.config import EditConfig
 from wdsp_cli.errors import InputError
@@ -48,9 +48,7 @@ def test_settings_added_later_leave_job_ids_of_existing_jobs_alone():
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("stabilisers")
-    ws = root / "ws"
-    wdsp("init", "--model", make_model_dir(root / "model"), "-w", ws)
-    wdsp("covariance", "-w", ws, "--corpus", write_corpus(root / "c.txt"), "--tokens", 1000)
+    ws = blank_workspace(root)
     return root, ws
 
 

@@ -3,7 +3,8 @@
 ``wdsp(*args, code=0)`` runs the command line in-process and checks its exit code;
 ``make_model_dir(path, seed)`` saves a tiny Llama and the tiny tokenizer with save_pretrained;
 ``write_facts(path, n)`` writes ``n`` facts the tiny tokenizer knows; ``tree_digest(root)``
-maps every file under a workspace to its sha256 (to prove a failed command changed nothing).
+maps every file under a workspace to its sha256 (to prove a failed command changed nothing);
+``blank_workspace(root, name)`` makes a tiny-model workspace with statistics and no edits.
 """
 
 from __future__ import annotations
@@ -65,3 +66,12 @@ def write_corpus(path: Path, lines: int = 200) -> Path:
 def tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def blank_workspace(root: Path, name: str = "ws", tokens: int = 1000) -> Path:
+    """root/<name>: ``wdsp init`` on a tiny Llama saved in root/model, and covariance statistics
+    from ``tokens`` tokens of the test corpus; no edits."""
+    ws = root / name
+    wdsp("init", "--model", make_model_dir(root / "model"), "-w", ws)
+    wdsp("covariance", "-w", ws, "--corpus", write_corpus(root / "c.txt"), "--tokens", tokens)
+    return ws

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wdsp_cli.bench.protocol import seed_averaged  # noqa: E402
+from wdsp_cli.bench.tables import seed_averaged  # noqa: E402
 
 
 def halves(rows: list[dict]) -> tuple[float, float]:

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 from workspace_helpers import make_model_dir, write_corpus, write_facts
 
-from wdsp_cli.bench.protocol import BenchSpec, markdown_tables, run_bench
+from wdsp_cli.bench.protocol import BenchSpec, run_bench
+from wdsp_cli.bench.tables import markdown_tables
 from wdsp_cli.cli import app
 from wdsp_cli.errors import InputError
 
@@ -64,7 +65,7 @@ def test_bench_command_line_json(tmp_path):
 
 
 def test_score_table_shows_every_iteration_up_to_ten_then_selected_ones():
-    from wdsp_cli.bench.protocol import _marks
+    from wdsp_cli.bench.tables import _marks
 
     assert _marks(3) == [1, 2, 3] and _marks(10) == list(range(1, 11))
     assert _marks(100) == [1, 20, 40, 60, 80, 100] and _marks(12) == [1, 2, 4, 6, 8, 10, 12]

@@ -113,7 +113,7 @@ def test_norm_anchor_from_the_command_line_keeps_one_reference_measured_on_the_b
 
 
 def test_bench_variants_compose_the_stabilisers():
-    from wdsp_cli.bench.protocol import variant_label, variant_settings
+    from wdsp_cli.bench.variants import variant_label, variant_settings
 
     assert variant_settings("none") == {} and variant_label("none") == ""
     assert variant_settings("wd+sp+anchor+budget0.05") == {"wd": True, "sp": True, "norm_anchor": True,

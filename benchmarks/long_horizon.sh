@@ -4,7 +4,9 @@
 # and it goes on where it stopped; a run that has collapsed (3 batches in a row) stops early.
 #   nohup bash benchmarks/long_horizon.sh counterfact > runs/cf-b50.log 2>&1 &      # B = 50, T = 100
 #   nohup bash benchmarks/long_horizon.sh zsre > runs/zsre-b50.log 2>&1 &           # B = 50, T = 36 (all 1,834)
-# VARIANTS (default none,wd+sp), JOBS (runs at once, default 2) and THREADS (each, default 1) may be set.
+# VARIANTS (default none,wd+sp), JOBS (runs at once, default 2) and THREADS (each, default 1) may be set;
+# GRID names a further grid of the same data beside it (runs/<dataset>-b50-<GRID>), e.g. issue 17's:
+#   GRID=stabilisers VARIANTS=anchor,budget0.5,mpes,wd+sp+anchor nohup bash benchmarks/long_horizon.sh counterfact ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:?counterfact or zsre}" in
@@ -12,6 +14,7 @@ case "${1:?counterfact or zsre}" in
   zsre) requests=zsre/zsre_mend.jsonl; out=zsre-b50; T=36 ;;
   *) echo "unknown dataset $1: counterfact or zsre" >&2; exit 2 ;;
 esac
+out="$out${GRID:+-$GRID}"
 mkdir -p runs
 # The engine is pinned per grid on its first start (runs/<out>.engine), so a resume never mixes code.
 [ -f "runs/$out.engine" ] || echo "${ENGINE:-$(git rev-parse --short HEAD)}" > "runs/$out.engine"

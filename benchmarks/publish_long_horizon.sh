@@ -10,6 +10,6 @@ for spec in runs/cf-b50/spec.json runs/zsre-b50/spec.json "$@"; do
   (cd runs && OMP_NUM_THREADS=1 ../.venv/bin/python -m wdsp_cli bench --out "$name" --tables-only > /dev/null)
   mkdir -p "$docs/plots"
   cp "$grid/bench.md" "$grid/bench.json" "$docs/"
-  cp "$grid"/plots/*.png "$docs/plots/"
+  cp "$grid"/plots/*.png "$docs/plots/" 2>/dev/null || true   # none before the first evaluation
   echo "$docs: $(grep -o '[a-z0-9+-]*-seed0: [0-9]* of [0-9]* iterations' "$docs/bench.md" | paste -sd ';' -)"
 done

@@ -149,6 +149,15 @@ def test_runs_in_parallel_processes_match_one_process_and_tables_come_while_runn
     assert json.loads(result.stdout)["runs"].keys() == serial["runs"].keys()
 
 
+def test_tables_of_a_benchmark_that_has_not_evaluated_anything_yet(tmp_path):
+    from wdsp_cli.bench.protocol import summarize
+
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "spec.json").write_text(json.dumps(dataclasses.asdict(BenchSpec("facts.jsonl", methods=("memit",)))))
+    assert summarize(out)["runs"] == {} and "no iteration is evaluated yet" in (out / "bench.md").read_text()
+
+
 def test_a_run_is_not_continued_by_another_engine(tmp_path):
     model = make_model_dir(tmp_path / "model")
     facts = write_facts(tmp_path / "facts.jsonl")

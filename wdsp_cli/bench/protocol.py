@@ -305,8 +305,8 @@ def summarize(out: str | os.PathLike, plots: bool = True) -> dict:
     stored = json.loads((out / "spec.json").read_text())
     known = {f.name for f in dataclasses.fields(BenchSpec)}
     spec = BenchSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
-    base = Workspace.open(out / "base")
-    results = {"spec": dataclasses.asdict(spec), "model": base.model, "runs": {}}
+    model = Workspace.open(out / "base").model if Workspace.exists(out / "base") else None
+    results = {"spec": dataclasses.asdict(spec), "model": model, "runs": {}}
     for name, method, variant, seed in spec.run_names():
         root = out / "runs" / name
         rows = run_rows(Workspace.open(root), spec) if Workspace.exists(root) else []
@@ -317,5 +317,8 @@ def summarize(out: str | os.PathLike, plots: bool = True) -> dict:
         atomic_write_text(out / "bench.md", markdown_tables(results))
         if plots:
             results["plots"] = [str(p) for p in plot_results(results, out / "plots")]
+    else:
+        atomic_write_text(out / "bench.md", f"Requests: {spec.requests}, B = {spec.batch_size}, T = {spec.iterations}: "
+                                            "no iteration is evaluated yet.\n")
     atomic_write_text(out / "bench.json", json.dumps(results, indent=1, sort_keys=True, allow_nan=True))
     return results

@@ -394,3 +394,29 @@ def test_the_prefix_is_packed_without_padding_and_only_above_the_frozen_blocks(t
             cache = tiny_model.base_model(input_ids=ids, use_cache=True).cache
             packed = prefix.keys[3][prefix.offset[row] : prefix.offset[row] + lookup[row]]
             torch.testing.assert_close(packed, cache.layers[3].keys[0].transpose(0, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_requests_that_share_a_key_share_one_delta_fitted_to_all_of_them(tiny_model, tokenizer):
+    """Same subject, same text before it: the same key in every template, so one delta serves both
+    (one optimised row, the mean of their NLLs); a request with another prefix keeps its own."""
+    from wdsp_cli.editing.batch import optimise_targets
+    from wdsp_cli.optimisation.targets import shared_key_groups
+
+    requests = [EditRequest(prompt="{} plays for", subject="Lionel Messi", target_new="Japan"),
+                EditRequest(prompt="{} was born in", subject="Lionel Messi", target_new="Rome"),
+                EditRequest(prompt="The sport of {} is", subject="Lionel Messi", target_new="chess")]
+    assert shared_key_groups(requests) == [0, 0, 1]
+    prompts = build_edit_prompts(tokenizer, requests, TEMPLATES, groups=[0, 0, 1])
+    assert prompts.num_requests == 2 and len(prompts.bare_row) == 2
+    rows = prompts.row_request[prompts.target_row] == 0  # the group's NLL: the mean of its members'
+    assert torch.isclose(prompts.target_weight[rows].sum(), torch.tensor(1.0))
+    from wdsp_cli.config import EditConfig
+
+    config = EditConfig(layers=(1, 2), v_num_grad_steps=4, context_template_count=2)
+    result = optimise_targets(tiny_model, tokenizer, requests, config, TEMPLATES)
+    point = result.points[-1]
+    assert result.delta[point].shape[0] == 3
+    assert torch.equal(result.delta[point][0], result.delta[point][1])
+    assert not torch.equal(result.delta[point][0], result.delta[point][2])
+    alone = optimise_targets(tiny_model, tokenizer, requests[2:], config, TEMPLATES)  # the third is unaffected
+    torch.testing.assert_close(alone.delta[point][0], result.delta[point][2], rtol=1e-5, atol=1e-6)

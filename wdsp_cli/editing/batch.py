@@ -11,7 +11,9 @@ Public API:
 Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n and the method M
 (``methods.method(config.method)``):
   1. optimise the target values Z at M's points of the z-layer l_n, with the WD term in the loss
-     when ``config.wd.enabled`` (``optimisation.targets``, ``regularisers.wasserstein``);
+     when ``config.wd.enabled`` (``optimisation.targets``, ``regularisers.wasserstein``); requests
+     with the same subject and the same prompt text before it share a key, so they share one delta,
+     optimised for all of them (``optimisation.targets.shared_key_groups``; docs/conflicts.md);
   0. norm budget (``config.norm.budget``): every edited matrix whose accumulated update has
      passed it is shrunk towards the base weights first (``regularisers.norm_budget``);
   2. SP (``config.sp.enabled``): each request's delta at M's target point is pruned and dropped
@@ -47,6 +49,7 @@ from ..optimisation.targets import (
     ResidualResult,
     build_edit_prompts,
     optimise_residuals,
+    shared_key_groups,
 )
 from ..regularisers.norm_anchor import anchored_targets, reference_norm
 from ..regularisers.norm_budget import apply_norm_budget
@@ -104,9 +107,11 @@ def optimise_targets(model, tokenizer, requests: Sequence[EditRequest], config: 
     on_step(step, still_active): progress. requests_per_pass: requests per forward/backward
     (None: the default, 20; 0: all at once); bounds memory, the result does not depend on it."""
     points = method(config.method).points(template_for(model), config.z_layer)
-    prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt)
+    groups = shared_key_groups(requests)
+    prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt, groups)
     settings = OptimisationSettings.from_config(config, requests_per_pass)
-    return optimise_residuals(model, prompts, points, settings, wd_regulariser(config, points), on_step)
+    result = optimise_residuals(model, prompts, points, settings, wd_regulariser(config, points), on_step)
+    return result.expanded(groups) if len(set(groups)) < len(requests) else result
 
 
 def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig, residuals: ResidualResult,

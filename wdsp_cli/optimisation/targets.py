@@ -1,7 +1,8 @@
 """Target-value optimisation (MEMIT's ``compute_z``), batched over the requests of a batch.
 
 Public API:
-    EditPrompts, build_edit_prompts(tokenizer, requests, context_templates, kl_prompt)
+    EditPrompts, build_edit_prompts(tokenizer, requests, context_templates, kl_prompt, groups=None)
+    shared_key_groups(requests) -> [group per request]   requests that share a key share one delta
     OptimisationSettings (from an EditConfig)
     ResidualResult, optimise_residuals(model, prompts, points, settings, extra_loss=None)
     Regulariser  protocol of ``extra_loss`` (the WD hook)
@@ -109,18 +110,33 @@ def target_token_ids(tokenizer, target: str) -> list[int]:
     return list(ids)
 
 
+def shared_key_groups(requests: Sequence[EditRequest]) -> list[int]:
+    """Group index of each request, numbered by first appearance: requests with the same subject and
+    the same prompt text before it have the same key in every context template (the key is read at
+    the subject's last token), so a linear update can send that key to one value only; they are
+    optimised as one, with one delta for the sum of their losses."""
+    first: dict[tuple[str, str], int] = {}
+    return [first.setdefault((r.subject, r.prompt.split("{}")[0]), len(first)) for r in requests]
+
+
 def build_edit_prompts(tokenizer, requests: Sequence[EditRequest], context_templates: Sequence[str],
-                       kl_prompt: str = "{} is a") -> EditPrompts:
+                       kl_prompt: str = "{} is a", groups: Sequence[int] | None = None) -> EditPrompts:
+    """The rows of every request; with ``groups`` (``shared_key_groups``), the rows of a group's
+    requests belong to one optimised "request" (one delta, one bare and one essence row, the
+    first member's) and each member's NLL weighs 1 / group size: NLL_g = mean of its members'."""
+    groups = list(range(len(requests))) if groups is None else list(groups)
+    sizes = {g: groups.count(g) for g in set(groups)}
     rows, row_request, lookup = [], [], []
     t_row, t_pos, t_tok, t_w = [], [], [], []
     kl_row, kl_pos, bare_row = [], [], []
-    for i, request in enumerate(requests):
+    for request, g in zip(requests, groups):
+        first = g == len(kl_row)  # groups are numbered by first appearance
         target = target_token_ids(tokenizer, request.target_new)
-        weight = 1.0 / (len(target) * len(context_templates))
+        weight = 1.0 / (len(target) * len(context_templates) * sizes[g])
         for j, template in enumerate(context_templates):
             text, span = fill(template, request.prompt, request.subject)
             ids, index = subject_last_token(tokenizer, text, span)
-            if j == 0:
+            if j == 0 and first:
                 bare_row.append(len(rows))
             for k, token in enumerate(target):
                 t_row.append(len(rows))
@@ -128,14 +144,16 @@ def build_edit_prompts(tokenizer, requests: Sequence[EditRequest], context_templ
                 t_tok.append(token)
                 t_w.append(weight)
             rows.append(ids + target[:-1])
-            row_request.append(i)
+            row_request.append(g)
             lookup.append(index)
+        if not first:
+            continue
         text, span = fill("{}", kl_prompt, request.subject)
         ids, index = subject_last_token(tokenizer, text, span)
         kl_row.append(len(rows))
         kl_pos.append(len(ids) - 1)
         rows.append(ids)
-        row_request.append(i)
+        row_request.append(g)
         lookup.append(index)
     long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
     return EditPrompts(
@@ -219,6 +237,13 @@ class ResidualResult:
     def target(self, point: str) -> torch.Tensor:
         """z = init + delta at ``point``, [B, d]."""
         return self.init[point] + self.delta[point]
+
+    def expanded(self, groups: Sequence[int]) -> ResidualResult:
+        """One row per request from one row per group (``shared_key_groups``): members share theirs."""
+        index = torch.tensor(list(groups), dtype=torch.long)
+        at = lambda t: t[index.to(t.device)]  # noqa: E731
+        return ResidualResult(self.points, {p: at(v) for p, v in self.init.items()},
+                              {p: at(v) for p, v in self.delta.items()}, at(self.updates), at(self.loss), at(self.nll))
 
 
 def _decoder_and_head(model):

@@ -432,3 +432,19 @@ print("torch" in sys.modules)
         run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "False"
+
+
+def test_os_errors_get_a_hint_that_fits_them(capsys):
+    import typer
+
+    from wdsp_cli.cli.common import handles_errors
+
+    for error, hint in ((FileNotFoundError(2, "No such file or directory", "runs/x/bench.md"), "check the path"),
+                        (PermissionError(13, "Permission denied", "ws/HEAD"), "fix permissions")):
+        @handles_errors
+        def command():
+            raise error
+
+        with pytest.raises(typer.Exit) as exit_:
+            command()
+        assert exit_.value.exit_code == 1 and hint in capsys.readouterr().err

@@ -99,7 +99,9 @@ def handles_errors(command):
             where = f" ({error.filename})" if error.filename else ""
             stderr.print(f"[bold red]Error:[/] {error.strerror or error}{where}", markup=True, highlight=False,
                          soft_wrap=True)
-            stderr.print("[bold]Hint:[/] free disk space or fix permissions, then run the command again; "
+            fix = "check the path (it is not there)" if isinstance(error, FileNotFoundError) else \
+                "free disk space or fix permissions"
+            stderr.print(f"[bold]Hint:[/] {fix}, then run the command again; "
                          "the workspace keeps its last committed state", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Exception as error:  # a bug or an environment problem: say so plainly

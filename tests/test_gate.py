@@ -49,6 +49,9 @@ def test_a_refused_batch_is_set_aside_and_the_model_is_untouched(blank, tmp_path
     record = json.loads((candidate / "record.json").read_text())
     assert record["gate"]["gate"]["failures"] and record["gate"]["latest"]["requests"] == 4
     assert len((candidate / "requests.jsonl").read_text().splitlines()) == 4
+    status = json.loads(wdsp("status", "-w", ws, "--json").stdout)
+    assert status["rejected"] == [candidate.name] and status["pending_revert"] is None
+    assert "Batches the gate refused" in wdsp("status", "-w", ws).stdout
     # the same batch without the gate: the committed diff is the candidate's, bit for bit (weights were restored)
     wdsp("edit", facts, "-w", ws, "--steps", 3, "-b", 4)
     kept, aside = load_file(str(ws / "iterations" / "000001" / "diff.safetensors")), \

@@ -115,6 +115,7 @@ def test_a_killed_revert_is_finished_by_the_same_command_and_blocks_other_change
     assert "wdsp revert 1" in wdsp("edit", blank[1], "-w", ws, code=6).stderr
     assert "wdsp revert 1" in wdsp("rollback", 0, "-w", ws, code=6).stderr
     assert "another revert" in wdsp("revert", 2, "-w", ws, code=6).stderr
+    assert "`wdsp revert 1` was interrupted" in wdsp("status", "-w", ws).stderr
     wdsp("revert", 1, "-w", ws)  # finishes the plan
     assert not (ws / "revert.json").exists()
     assert_same_diffs(ws, finished)

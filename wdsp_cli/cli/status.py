@@ -58,6 +58,11 @@ def status(workspace: Path = WorkspaceOption, json: bool = JsonOption) -> None:
         stdout.print(table)
     if document["archived_sets"]:
         stdout.print(f"Archived sets of iterations: {', '.join(document['archived_sets'])}")
+    if document["rejected"]:
+        stdout.print(f"Batches the gate refused (never committed), in rejected/: {', '.join(document['rejected'])}")
+    if document["pending_revert"]:
+        stderr.print(f"[bold yellow]Warning:[/] `{document['pending_revert']}` was interrupted; run it again to "
+                     "finish it (edit and rollback refuse until then)", soft_wrap=True)
     if document["problems"]:
         stderr.print(f"[bold yellow]Warning:[/] the workspace looks damaged ({len(document['problems'])} problem(s)); "
                      "run `wdsp check` to read every file and list the repairs", soft_wrap=True)

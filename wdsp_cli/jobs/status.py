@@ -57,4 +57,6 @@ def workspace_status(workspace: Workspace) -> dict:
     return {"workspace": str(workspace.root), "schema_version": workspace.info["schema_version"],
             "model": workspace.model, "head": head, "iterations": iterations, "statistics": statistics,
             "archived_sets": workspace.archived_sets(),
+            "rejected": sorted(p.name for p in (workspace.root / "rejected").glob("*-iteration-*") if p.is_dir()),
+            "pending_revert": (workspace.pending_revert() or {}).get("command"),
             "config": config.to_dict() if config else None, "problems": problems}

@@ -60,10 +60,10 @@ def edit(
     sp_dropout: float = typer.Option(None, "--sp-dropout", help="Dropout rate on kept entries (default 0.3)."),
     norm_anchor: bool = typer.Option(None, "--norm-anchor/--no-norm-anchor",
                                      help="Rescale each target value to the norm of the base model's value at the "
-                                          "same point (after NAS; docs/stabilisers.md)."),
+                                          "same point (after NAS; docs/stabilisers/README.md)."),
     norm_budget: float = typer.Option(None, "--norm-budget",
                                       help="Keep every edited matrix's accumulated update within this fraction of "
-                                           "its Frobenius norm, shrinking older edits (e.g. 0.05; docs/stabilisers.md)."),
+                                           "its Frobenius norm, shrinking older edits (e.g. 0.05; docs/stabilisers/README.md)."),
     nullspace_threshold: float = typer.Option(None, "--nullspace-threshold",
                                               help="AlphaEdit: eigenvalue threshold of the null space (default 2e-2)."),
     alphaedit_l2: float = typer.Option(None, "--alphaedit-l2", help="AlphaEdit: alpha (default 10)."),

@@ -114,17 +114,14 @@ def measure(current, latest: list, edited: list[list] | None = None, sample: int
             health: dict | None = None) -> dict:
     """The figures of the model ``current`` holds: ``latest`` (its last batch's requests), with
     ``edited`` (the requests of iterations 1..t, ``latest`` last) retention over all of them or a
-    fixed random ``sample``, with ``health`` (a ``health_sample``) the health figures. Stores nothing:
+    fixed random ``sample`` (>= 1, checked by the callers before any model work), with ``health`` (a
+    ``health_sample``) the health figures. Stores nothing:
     ``run_evaluate`` stores it, ``wdsp edit --gate`` checks it before HEAD moves."""
     from ..evaluation.scoring import (
         evaluate_requests,
         neighbour_prompts,
         next_token_predictions,
     )
-
-    if sample is not None and sample < 1:
-        raise InputError(f"--retention-sample {sample}: a sample needs at least 1 request",
-                         hint="leave it out to evaluate every request edited so far")
 
     def metrics(requests) -> dict:
         prompts = neighbour_prompts(requests)

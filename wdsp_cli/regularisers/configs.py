@@ -132,7 +132,7 @@ class SPConfig:
 
 @dataclass(frozen=True)
 class NormConfig:
-    """Bounds on the growth of the edited matrices, beyond the paper (docs/stabilisers.md):
+    """Bounds on the growth of the edited matrices, beyond the paper (docs/stabilisers/README.md):
     norm anchoring of the target values (``regularisers.norm_anchor``) and a budget on the
     accumulated update (``regularisers.norm_budget``). Both off by default."""
 

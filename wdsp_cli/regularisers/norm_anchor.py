@@ -1,5 +1,5 @@
 """Norm anchoring of the solved values (after NAS, "Norm Anchors Make Model Edits Last", Liu et al.,
-arXiv 2602.02543; docs/stabilisers.md says where this differs from the paper).
+arXiv 2602.02543; docs/stabilisers/README.md says where this differs from the paper).
 
 Public API:
     reference_norm(values [B, d], trim=REFERENCE_TRIM) -> float

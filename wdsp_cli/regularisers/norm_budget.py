@@ -1,6 +1,6 @@
 """The norm budget: the accumulated update of every edited matrix kept within a fraction of the
 matrix's own norm, so that many batches cannot grow it without bound (beyond the paper;
-docs/stabilisers.md).
+docs/stabilisers/README.md).
 
 Public API:
     budget_decay(drift, base, budget) -> float       the factor s in (0, 1]

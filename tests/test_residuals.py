@@ -420,3 +420,66 @@ def test_requests_that_share_a_key_share_one_delta_fitted_to_all_of_them(tiny_mo
     assert not torch.equal(result.delta[point][0], result.delta[point][2])
     alone = optimise_targets(tiny_model, tokenizer, requests[2:], config, TEMPLATES)  # the third is unaffected
     torch.testing.assert_close(alone.delta[point][0], result.delta[point][2], rtol=1e-5, atol=1e-6)
+
+
+def test_replaced_targets_are_scored_at_their_first_token_that_differs(tokenizer):
+    """U's entries: per rewrite row, each replaced target's first token that differs from the new
+    target's, read where the new target's token of that index is predicted; none for a replaced
+    target that the new one begins with; weights sum to replaced_weight * scored / replaced."""
+    request = EditRequest(prompt="{} plays for", subject="Lionel Messi", target_new="Japan national team")
+    old = ("Japan", "Brazil", "Japan national football")
+    prompts = build_edit_prompts(tokenizer, [request], TEMPLATES, replaced=[old], replaced_weight=2.0)
+    new_ids = residuals.target_token_ids(tokenizer, request.target_new)
+    assert len(prompts.avoid_target) == 2 * len(TEMPLATES)  # "Japan" is where the new target begins
+    for entry, token in zip(prompts.avoid_target.tolist(), prompts.avoid_token.tolist()):
+        row = int(prompts.target_row[entry])
+        same_row = (prompts.target_row == row).nonzero().squeeze(1).tolist()
+        k = same_row.index(entry)  # the index of the target token this entry is read at
+        old_ids = next(residuals.target_token_ids(tokenizer, o) for o in old[1:]
+                       if residuals.target_token_ids(tokenizer, o)[k:k + 1] == [token])
+        assert old_ids[:k] == new_ids[:k] and old_ids[k] != new_ids[k]
+    torch.testing.assert_close(prompts.avoid_weight.sum(), torch.tensor(2.0 * 2 / 3))
+    with pytest.raises(ValueError, match="replaced has 2 entries for 1 requests"):
+        build_edit_prompts(tokenizer, [request], TEMPLATES, replaced=[(), ()])
+
+
+def test_the_unlikelihood_of_a_replaced_target_is_minus_log_one_minus_its_probability(tiny_model, tokenizer):
+    """forward_losses' nll with replaced targets = the plain NLL + sum_w w * -log(1 - p), with p
+    computed from a plain forward of the row up to the scored position."""
+    request = EditRequest(prompt="{} plays for", subject="Lionel Messi", target_new="Japan national team")
+    plain = build_edit_prompts(tokenizer, [request], TEMPLATES)
+    scored = build_edit_prompts(tokenizer, [request], TEMPLATES, replaced=[("Brazil", "Japan national football")])
+    index, points = torch.tensor([0]), registered("memit").points(template_for(tiny_model), 2)
+    deltas = {p: torch.zeros(1, tiny_model.config.hidden_size) for p in points}
+    with torch.no_grad():
+        base = residuals.forward_losses(tiny_model, plain, index, deltas, None)[0]
+        total = residuals.forward_losses(tiny_model, scored, index, deltas, None)[0]
+        expected = 0.0
+        for entry, token, weight in zip(scored.avoid_target, scored.avoid_token, scored.avoid_weight):
+            row, pos = int(scored.target_row[entry]), int(scored.target_pos[entry])
+            logits = tiny_model(input_ids=scored.rows.input_ids[row : row + 1, : pos + 1]).logits[0, -1]
+            p = torch.softmax(logits.float(), -1)[token]
+            expected += float(weight) * -float(torch.log1p(-p))
+    torch.testing.assert_close(total - base, torch.tensor([expected]), rtol=1e-4, atol=1e-6)
+
+
+def test_the_unlikelihood_moves_the_delta_so_the_replaced_target_loses(tiny_model, tokenizer):
+    """U is differentiable in the deltas, and a small step against its gradient lowers p(replaced)
+    (the tiny models' logits are too flat for the optimisation's outcome to show it; the SmolLM2
+    figures are in docs/conflicts.md)."""
+    request = EditRequest(prompt="{} plays for", subject="Lionel Messi", target_new="Japan")
+    scored = build_edit_prompts(tokenizer, [request], TEMPLATES, replaced=[("Rome",)])
+    plain = build_edit_prompts(tokenizer, [request], TEMPLATES)
+    points = registered("memit").points(template_for(tiny_model), 2)
+    deltas = {p: torch.zeros(1, tiny_model.config.hidden_size, requires_grad=True) for p in points}
+    index = torch.tensor([0])
+    u = lambda d: residuals.forward_losses(tiny_model, scored, index, d, None)[0] - \
+        residuals.forward_losses(tiny_model, plain, index, d, None)[0]  # noqa: E731
+    before = u(deltas)
+    before.sum().backward()
+    grads = {p: d.grad for p, d in deltas.items()}
+    assert all(g.norm() > 0 for g in grads.values())
+    with torch.no_grad():
+        norm = sum(g.pow(2).sum() for g in grads.values()).sqrt()
+        after = u({p: -1e-1 * g / norm for p, g in grads.items()})
+    assert float(after) < float(before.detach())

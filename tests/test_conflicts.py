@@ -332,29 +332,6 @@ def test_edit_warns_and_reports_conflicts_with_earlier_iterations(workspace_copy
             for c in report["conflicts"]["conflicts"]] == [(NEW_TARGET, 1, 3), (DUPLICATE, 2, 3)]
     assert "Warning:" in result.stderr and "2 request(s) change a fact edited before" in result.stderr
     assert "'Berlin' -> 'London'" in result.stderr and f"wdsp conflicts {facts} -b 3 -w {ws}" in result.stderr
-    # the edit makes the replaced target unlikely, and records it; the same target again replaces nothing
-    record = json.loads((ws / "iterations" / "000003" / "record.json").read_text())
-    assert record["report"]["replaced_targets"] == [{"request": 0, "request_id": "line 1", "targets": ["Berlin"]}]
-    assert record["config"]["replaced_target_weight"] == 1.0
-
-
-def test_replaced_weight_zero_edits_as_before_and_records_nothing(workspace_copy, tmp_path):
-    ws, _ = workspace_copy
-    wdsp("edit", changed_facts(tmp_path / "again.jsonl"), "-w", ws, "--steps", 2, "-b", 3, "--replaced-weight", 0)
-    record = json.loads((ws / "iterations" / "000003" / "record.json").read_text())
-    assert "replaced_targets" not in record["report"] and record["config"]["replaced_target_weight"] == 0.0
-    assert "must be >= 0" in wdsp("edit", tmp_path / "again.jsonl", "-w", ws, "--replaced-weight", -1, code=2).stderr
-
-
-def test_replaced_targets_are_the_earlier_different_targets_of_the_key_each_once():
-    from wdsp_cli.data.conflicts import replaced_targets
-
-    earlier = [req("France", CAPITAL, "Berlin", "1"), req("france ", CAPITAL, "Rome", "2"),
-               req("France", CAPITAL, "berlin", "3"), req("Spain", CAPITAL, "Paris", "4"),
-               req("France", "{} is in", "Asia", "5")]
-    batch = [req("FRANCE", CAPITAL, "Rome", "6"), req("Spain", CAPITAL, "Paris", "7"), req("Italy", CAPITAL, "X", "8")]
-    assert replaced_targets(earlier, batch) == [("Berlin",), (), ()]
-    assert replaced_targets([], batch) == [(), (), ()]
 
 
 def test_edit_on_conflict_refuse_changes_nothing_and_resume_is_no_conflict(workspace_copy, tmp_path):

@@ -27,15 +27,12 @@ from .methods import METHODS
 from .regularisers.configs import NormConfig, SPConfig, WDConfig
 
 AUTOCAST_DTYPES = (None, "bfloat16", "float16")
-#: Settings added after 0.1.0, with their defaults: left out of job ids while at them (``identity``).
-#: All but ``replaced_target_weight`` leave an edit as it was before them at that value; that one
-#: changes only requests that replace an earlier edit's target, which had no special handling before.
-ADDED_LATER = {**NormConfig().to_flat(), "early_stop": "loss", "most_probable_steps": 3,
-               "replaced_target_weight": 1.0}
+#: Settings added after 0.1.0, with the value that leaves an edit as it was before them.
+ADDED_LATER = {**NormConfig().to_flat(), "early_stop": "loss", "most_probable_steps": 3}
 EARLY_STOPS = ("loss", "most-probable")
 # The command-line option of each field that has one; the others are set with --set NAME=VALUE.
 FLAGS = {"method": "--method", "layers": "--layers", "v_num_grad_steps": "--steps", "seed": "--seed",
-         "early_stop": "--early-stop", "replaced_target_weight": "--replaced-weight",
+         "early_stop": "--early-stop",
          "autocast_dtype": "--autocast", "nullspace_threshold": "--nullspace-threshold",
          "alphaedit_l2": "--alphaedit-l2"}
 
@@ -116,9 +113,6 @@ class EditConfig:
     targets have been the top-1 prediction on every prompt at ``most_probable_steps`` + 1 forwards)."""
     most_probable_steps: int = 3
     """MPES's k: forwards after the first at which the targets are top-1 (ENCORE: 3 for GPT2-XL, 1 for Llama3-8B)."""
-    replaced_target_weight: float = 1.0
-    """Weight of the unlikelihood of the targets a request replaces (a fact edited before with another
-    answer: docs/conflicts.md), so the old answer loses; 0 turns it off."""
     context_template_count: int = 5
     """Generated context templates besides the bare "{}" (MEMIT: 5)."""
     context_template_length: int = 10
@@ -154,7 +148,7 @@ class EditConfig:
         for name in ("v_lr", "clamp_norm_factor", "mom2_update_weight", "early_stop_loss"):
             if not getattr(self, name) > 0:
                 problems.append(f"{_shown(name, getattr(self, name))} must be > 0")
-        for name in ("kl_factor", "v_weight_decay", "replaced_target_weight"):
+        for name in ("kl_factor", "v_weight_decay"):
             if getattr(self, name) < 0:
                 problems.append(f"{_shown(name, getattr(self, name))} must be >= 0")
         if self.early_stop not in EARLY_STOPS:

@@ -72,10 +72,6 @@ def edit(
                                    help="loss (default: MEMIT's loss threshold) or most-probable (also stop a "
                                         "request 3 steps after its targets are the top prediction on every prompt, "
                                         "ENCORE's MPES: faster, results change; docs/precision.md)."),
-    replaced_weight: float = typer.Option(None, "--replaced-weight",
-                                          help="Weight of the unlikelihood of an earlier target a request "
-                                               "replaces (a fact edited before, now with another answer), so the "
-                                               "old answer loses (default 1, 0: off; docs/conflicts.md)."),
     seed: int = typer.Option(None, "--seed", help="Seed of context templates and SP's dropout."),
     settings: list[str] = typer.Option(None, "--set", metavar="NAME=VALUE",
                                        help="Any other hyper-parameter by its MEMIT name, repeatable: v_lr, "
@@ -133,8 +129,7 @@ def edit(
         "layers": parse_layers(layers), "wd": wd, "wd_mode": wd_mode, "wd_scale": wd_scale, "wd_weight": wd_weight,
         "wd_points": wd_points, "wd_reg": wd_reg, "sp": sp, "sp_prune": sp_prune, "sp_dropout": sp_dropout,
         "v_num_grad_steps": steps, "early_stop": early_stop, "seed": seed, "nullspace_threshold": nullspace_threshold,
-        "alphaedit_l2": alphaedit_l2, "norm_anchor": norm_anchor, "norm_budget": norm_budget,
-        "replaced_target_weight": replaced_weight},
+        "alphaedit_l2": alphaedit_l2, "norm_anchor": norm_anchor, "norm_budget": norm_budget},
         parse_settings(settings))
     if autocast is not None and autocast.lower() == "auto":  # resolved here: the job records the type it ran
         from ..model.hardware import native_autocast

@@ -32,8 +32,6 @@ Public API
                                                     ``.count(kind=None, severity=None)``, ``.summary()``.
     ``find_conflicts(requests, batch_size, committed=(), *, first_iteration=None, first_batch=1,
     unreadable=()) -> ConflictReport``
-    ``replaced_targets(earlier, batch) -> [tuple of targets]``   per request of ``batch``, the
-                                                    earlier targets of its fact key it replaces.
     ``KINDS``, ``SEVERITIES``                        the names used in ``Conflict.kind`` / ``.severity``.
 """
 
@@ -48,7 +46,7 @@ from ..errors import InputError
 from .requests import EditRequest
 
 __all__ = ["KINDS", "SEVERITIES", "Conflict", "ConflictReport", "RequestRef", "fact_key", "find_conflicts",
-           "normalise", "replaced_targets"]
+           "normalise"]
 
 CHANGES_AGAIN = "changes-again"
 SAME_BATCH = "same-batch"
@@ -72,18 +70,6 @@ def normalise(text: str) -> str:
 def fact_key(request: EditRequest) -> tuple[str, str]:
     """(normalised subject, normalised prompt template): requests with equal keys set one fact."""
     return normalise(request.subject), normalise(request.prompt)
-
-
-def replaced_targets(earlier: Iterable[EditRequest], batch: Sequence[EditRequest]) -> list[tuple[str, ...]]:
-    """For each request of ``batch``, the targets that ``earlier`` requests (the facts in force,
-    oldest first) set for its fact key and that differ from its own (normalised), each once, oldest
-    first: what the edit should make lose (A -> B, then A -> C replaces B). () for most requests."""
-    wanted = {fact_key(r) for r in batch}
-    seen: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
-    for r in earlier:
-        if fact_key(r) in wanted:
-            seen[fact_key(r)].setdefault(normalise(r.target_new), r.target_new)
-    return [tuple(t for n, t in seen.get(fact_key(r), {}).items() if n != normalise(r.target_new)) for r in batch]
 
 
 @dataclass(frozen=True)

@@ -101,19 +101,14 @@ def _check_statistics(config: EditConfig, second_moments: Mapping[int, torch.Ten
 
 def optimise_targets(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
                      context_templates: Sequence[str], on_step: Callable[[int, int], None] | None = None,
-                     requests_per_pass: int | None = None,
-                     replaced: Sequence[Sequence[str]] | None = None) -> ResidualResult:
+                     requests_per_pass: int | None = None) -> ResidualResult:
     """Step 1: the batched target optimisation at the method's points, WD included.
 
     on_step(step, still_active): progress. requests_per_pass: requests per forward/backward
-    (None: the default, 20; 0: all at once); bounds memory, the result does not depend on it.
-    replaced[i]: the earlier targets request i replaces (``data.conflicts.replaced_targets``), made
-    unlikely with weight ``config.replaced_target_weight`` (``optimisation.targets``' U_i)."""
+    (None: the default, 20; 0: all at once); bounds memory, the result does not depend on it."""
     points = method(config.method).points(template_for(model), config.z_layer)
     groups = shared_key_groups(requests)
-    prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt, groups,
-                                 replaced if config.replaced_target_weight > 0 else None,
-                                 config.replaced_target_weight)
+    prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt, groups)
     settings = OptimisationSettings.from_config(config, requests_per_pass)
     result = optimise_residuals(model, prompts, points, settings, wd_regulariser(config, points), on_step)
     return result.expanded(groups) if len(set(groups)) < len(requests) else result
@@ -209,11 +204,9 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
                state: WeightState | None = None, method_state=None, iteration: int = 1,
                on_step: Callable[[int, int], None] | None = None,
-               requests_per_pass: int | None = None, anchor_reference: float | None = None,
-               replaced: Sequence[Sequence[str]] | None = None) -> BatchEdit:
+               requests_per_pass: int | None = None, anchor_reference: float | None = None) -> BatchEdit:
     """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
-    (``optimise_targets`` then ``write_targets``; see both for the parameters; the report lists
-    the requests that replace earlier targets under ``replaced_targets``.) With norm
+    (``optimise_targets`` then ``write_targets``; see both for the parameters.) With norm
     anchoring and no ``anchor_reference`` on an edited model, the batch is solved once more on
     the base weights to measure it (``anchor_reference_on_base``); the report holds it."""
     if not requests:
@@ -230,7 +223,7 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                                                         state, requests_per_pass)
         clock = time.perf_counter()
         residuals = optimise_targets(model, tokenizer, requests, config, context_templates, on_step,
-                                     requests_per_pass, replaced)
+                                     requests_per_pass)
         optimise = time.perf_counter() - clock
         edit = write_targets(model, tokenizer, requests, config, residuals, second_moments, context_templates,
                              state, method_state, iteration, decays, anchor_reference)
@@ -240,9 +233,6 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     edit.report["timings_s"] = {"optimise": optimise, **edit.report["timings_s"]}
     if decays is not None:
         edit.report["norm_budget_decay"] = decays
-    if replaced and any(replaced) and config.replaced_target_weight > 0:
-        edit.report["replaced_targets"] = [{"request": i, "request_id": r.request_id, "targets": list(old)}
-                                           for i, (r, old) in enumerate(zip(requests, replaced)) if old]
     log.info("edited %d requests with %s in %.1fs", len(requests), config.method,
              sum(edit.report["timings_s"].values()))
     return edit

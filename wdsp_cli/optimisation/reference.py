@@ -9,8 +9,7 @@ Public API:
 
 One request at a time; full logits over whole prompts every step; ``torch.optim.Adam``
 on a [d] vector; an in-place forward hook adds delta at the subject's last token. It
-shares nothing with ``residuals.optimise_residuals`` but the prompt text conventions. It has no
-U term (replaced targets): tests/test_residuals.py checks that one against a plain forward.
+shares nothing with ``residuals.optimise_residuals`` but the prompt text conventions.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Target-value optimisation (MEMIT's ``compute_z``), batched over the requests of a batch.
 
 Public API:
-    EditPrompts, build_edit_prompts(tokenizer, requests, context_templates, kl_prompt, groups=None,
-                                    replaced=None, replaced_weight=1.0)
+    EditPrompts, build_edit_prompts(tokenizer, requests, context_templates, kl_prompt, groups=None)
     shared_key_groups(requests) -> [group per request]   requests that share a key share one delta
     OptimisationSettings (from an EditConfig)
     ResidualResult, optimise_residuals(model, prompts, points, settings, extra_loss=None)
@@ -15,12 +14,7 @@ z-layer attention and MLP output projections) in every prompt of that request:
 and the essence prompt "{subject} is a". Per request (method.md section 1, step 2):
 
     L_i = NLL_i + kl_factor * KL(P_delta || P_0) + v_weight_decay * sum_p ||delta_p,i|| / ||h_p,i||^2
-          (+ U_i, + extra_loss_i, e.g. the WD term)
-
-U_i is zero unless request i replaces targets edited before (a fact that changes again,
-docs/conflicts.md): then U_i = replaced_weight * mean over its prompts and replaced targets o of
--log(1 - p(o_k)), the unlikelihood of o's first token o_k that differs from the new target's
-(scored where the new target's token k is), so the old answer loses on the prompts it is solved on.
+          (+ extra_loss_i, e.g. the WD term)
 
 NLL_i is the mean over prompts of the summed target-token NLL divided by the target
 length; KL is taken on the next-token distribution after "{subject} is a". Adam
@@ -58,7 +52,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -90,9 +84,6 @@ class EditPrompts:
                     1 / (len(target) * n_templates), so NLL_i = sum_w w * -log p
     kl_row, kl_pos  [B] the essence row of each request and its last position
     bare_row        [B] the bare-template rewrite row of each request (h is read there)
-    avoid_target, avoid_token, avoid_weight   [M] each unlikely token of a replaced target: the
-                    scored target entry whose logits it is read from, its id, and its weight
-                    replaced_weight / (n_templates * n_replaced), so U_i = sum_w w * -log(1 - p)
     """
 
     rows: TokenRows
@@ -105,9 +96,6 @@ class EditPrompts:
     kl_row: torch.Tensor
     kl_pos: torch.Tensor
     bare_row: torch.Tensor
-    avoid_target: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-    avoid_token: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-    avoid_weight: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
     @property
     def num_requests(self) -> int:
@@ -132,37 +120,24 @@ def shared_key_groups(requests: Sequence[EditRequest]) -> list[int]:
 
 
 def build_edit_prompts(tokenizer, requests: Sequence[EditRequest], context_templates: Sequence[str],
-                       kl_prompt: str = "{} is a", groups: Sequence[int] | None = None,
-                       replaced: Sequence[Sequence[str]] | None = None, replaced_weight: float = 1.0) -> EditPrompts:
+                       kl_prompt: str = "{} is a", groups: Sequence[int] | None = None) -> EditPrompts:
     """The rows of every request; with ``groups`` (``shared_key_groups``), the rows of a group's
     requests belong to one optimised "request" (one delta, one bare and one essence row, the
-    first member's) and each member's NLL weighs 1 / group size: NLL_g = mean of its members'.
-    ``replaced[i]``: the earlier targets request i replaces (scored for U_i, see the module
-    docstring; a replaced target that the new one begins with, or that begins with it, gives none)."""
+    first member's) and each member's NLL weighs 1 / group size: NLL_g = mean of its members'."""
     groups = list(range(len(requests))) if groups is None else list(groups)
     sizes = {g: groups.count(g) for g in set(groups)}
-    replaced = [()] * len(requests) if replaced is None else list(replaced)
-    if len(replaced) != len(requests):
-        raise ValueError(f"replaced has {len(replaced)} entries for {len(requests)} requests")
     rows, row_request, lookup = [], [], []
     t_row, t_pos, t_tok, t_w = [], [], [], []
     kl_row, kl_pos, bare_row = [], [], []
-    a_target, a_tok, a_w = [], [], []
-    for request, g, old in zip(requests, groups, replaced):
+    for request, g in zip(requests, groups):
         first = g == len(kl_row)  # groups are numbered by first appearance
         target = target_token_ids(tokenizer, request.target_new)
         weight = 1.0 / (len(target) * len(context_templates) * sizes[g])
-        unlikely = [(k, ids[k]) for ids in (target_token_ids(tokenizer, o) for o in old)
-                    for k in [_common_prefix(ids, target)] if k < min(len(ids), len(target))]
         for j, template in enumerate(context_templates):
             text, span = fill(template, request.prompt, request.subject)
             ids, index = subject_last_token(tokenizer, text, span)
             if j == 0 and first:
                 bare_row.append(len(rows))
-            for k, token in unlikely:
-                a_target.append(len(t_row) + k)
-                a_tok.append(token)
-                a_w.append(replaced_weight / (len(context_templates) * len(old) * sizes[g]))
             for k, token in enumerate(target):
                 t_row.append(len(rows))
                 t_pos.append(len(ids) - 1 + k)
@@ -185,17 +160,8 @@ def build_edit_prompts(tokenizer, requests: Sequence[EditRequest], context_templ
         rows=pad_rows(rows, tokenizer.pad_token_id), row_request=long(row_request), lookup=long(lookup),
         target_row=long(t_row), target_pos=long(t_pos), target_token=long(t_tok),
         target_weight=torch.tensor(t_w, dtype=torch.float32), kl_row=long(kl_row), kl_pos=long(kl_pos),
-        bare_row=long(bare_row), avoid_target=long(a_target), avoid_token=long(a_tok),
-        avoid_weight=torch.tensor(a_w, dtype=torch.float32),
+        bare_row=long(bare_row),
     )
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """The number of leading tokens ``a`` and ``b`` share."""
-    k = 0
-    while k < min(len(a), len(b)) and a[k] == b[k]:
-        k += 1
-    return k
 
 
 @dataclass(frozen=True)
@@ -381,8 +347,7 @@ def forward_losses(model, prompts: EditPrompts, requests: torch.Tensor, deltas: 
 
     ``feed`` (from ``_make_feed``, built once per optimisation) sets the prefix cache and
     autocast; by default whole rows in the model's dtype. Rows are fed in groups of similar length.
-    Returns (nll [b] (NLL_i + U_i: with U, the unlikelihood of replaced targets, where there are any),
-    kl_logprobs [b, V], kl [b] or None, init values point -> [b, d] or {},
+    Returns (nll [b], kl_logprobs [b, V], kl [b] or None, init values point -> [b, d] or {},
     most_probable [b]: whether every target token of the request, on every one of its prompts, is
     the model's top-1 prediction there).
     """
@@ -425,13 +390,6 @@ def forward_losses(model, prompts: EditPrompts, requests: torch.Tensor, deltas: 
     t_req = local[prompts.row_request[prompts.target_row[t_sel]]].to(here)
     weight = prompts.target_weight[t_sel].to(here)
     nll = torch.zeros(len(requests), device=here).index_add(0, t_req, -token_logp * weight).to(device)
-    if len(prompts.avoid_target):  # U: unlikelihood of replaced targets, read at scored target entries
-        a_sel = t_sel[prompts.avoid_target]
-        at = (torch.cumsum(t_sel.long(), 0) - 1)[prompts.avoid_target[a_sel]].to(here)
-        a_logp = logp[at, prompts.avoid_token[a_sel].to(here)].clamp_max(-1e-6)
-        a_req = local[prompts.row_request[prompts.target_row[prompts.avoid_target[a_sel]]]].to(here)
-        unlikely = -torch.log(-torch.expm1(a_logp)) * prompts.avoid_weight[a_sel].to(here)
-        nll = nll + torch.zeros(len(requests), device=here).index_add(0, a_req, unlikely).to(device)
     missed = (logp[:n_targets].argmax(-1) != prompts.target_token[t_sel].to(here)).float()
     most_probable = (torch.zeros(len(requests), device=here).index_add(0, t_req, missed) == 0).cpu()
     kl_logp = logp[n_targets:]

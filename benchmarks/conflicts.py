@@ -8,7 +8,8 @@
     relation_id (else of any record) that is neither B nor the true A. Measured on the prompt and on
     A's paraphrases, by teacher-forced NLL of each target (CounterFact's comparison): how often C
     beats B, C beats the true A, B still beats A, and which of A, B, C is most likely; after batch 1,
-    after batch 2, and for A -> C edited directly into the base model (what C reaches without B).
+    after batch 2 with the common number of steps and with ``changed_fact_steps`` x them (``wdsp
+    edit``'s default since engine 3), and for A -> C edited directly into the base model.
 (ii) Several facts about one subject in one batch. Subjects of the three EasyEdit CounterFact parts
     with records of several relations (the relation read from the prompt template, as the ROME file
     names it; one record per relation, up to ``--per-subject`` each, ``--limit`` requests in all):
@@ -43,7 +44,7 @@ DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 from wdsp_cli.config import preset  # noqa: E402
-from wdsp_cli.data.conflicts import find_conflicts, normalise  # noqa: E402
+from wdsp_cli.data.conflicts import find_conflicts, normalise, replaced_targets  # noqa: E402
 from wdsp_cli.data.corpus import builtin_corpus  # noqa: E402
 from wdsp_cli.data.requests import EditRequest, load_requests  # noqa: E402
 from wdsp_cli.editing.batch import edit_batch, edited_modules  # noqa: E402
@@ -75,10 +76,10 @@ class Editor:
     def reset(self) -> None:
         self.state.restore(self.base)
 
-    def edit(self, requests: list[EditRequest], iteration: int = 1) -> None:
+    def edit(self, requests: list[EditRequest], iteration: int = 1, replaced=None) -> None:
         clock = time.perf_counter()
         edit_batch(self.model, self.tokenizer, requests, self.config, self.moments, self.templates, self.state,
-                   iteration=iteration)
+                   iteration=iteration, replaced=replaced)
         self.seconds.append(time.perf_counter() - clock)
         log(f"  edited {len(requests)} request(s) in {self.seconds[-1]:.1f} s")
 
@@ -146,8 +147,13 @@ def twice_changed(editor: Editor, args) -> dict:
     result["base"] = three_way(editor, requests, seconds)
     editor.edit(requests, iteration=1)
     result["after_A_to_B"] = three_way(editor, requests, seconds)
-    editor.edit(again, iteration=2)
+    editor.edit(again, iteration=2)  # as before engine 3: the common number of steps
     result["after_A_to_B_then_A_to_C"] = three_way(editor, requests, seconds)
+    editor.reset()
+    editor.edit(requests, iteration=1)
+    editor.edit(again, iteration=2, replaced=replaced_targets(requests, again))  # wdsp edit since engine 3
+    result["after_A_to_B_then_A_to_C_more_steps"] = three_way(editor, requests, seconds)
+    result["changed_fact_steps"] = editor.config.changed_fact_steps
     editor.reset()
     editor.edit(again, iteration=1)
     result["A_to_C_directly"] = three_way(editor, requests, seconds)

@@ -332,6 +332,32 @@ def test_edit_warns_and_reports_conflicts_with_earlier_iterations(workspace_copy
             for c in report["conflicts"]["conflicts"]] == [(NEW_TARGET, 1, 3), (DUPLICATE, 2, 3)]
     assert "Warning:" in result.stderr and "2 request(s) change a fact edited before" in result.stderr
     assert "'Berlin' -> 'London'" in result.stderr and f"wdsp conflicts {facts} -b 3 -w {ws}" in result.stderr
+    # the request that changes a fact in force got twice the steps (2 x 2 forwards: 3 updates), the others 2
+    record = json.loads((ws / "iterations" / "000003" / "record.json").read_text())
+    assert record["report"]["changed_facts"] == [{"request": 0, "request_id": "line 1", "replaced": "Berlin",
+                                                  "updates": 3}]
+    assert max(record["report"]["updates"][1:]) <= 1 and record["config"]["changed_fact_steps"] == 2.0
+
+
+def test_changed_fact_steps_one_edits_as_before_and_below_one_is_refused(workspace_copy, tmp_path):
+    ws, _ = workspace_copy
+    again = changed_facts(tmp_path / "again.jsonl")
+    assert "must be >= 1" in wdsp("edit", again, "-w", ws, "--set", "changed_fact_steps=0.5", code=2).stderr
+    wdsp("edit", again, "-w", ws, "--steps", 2, "-b", 3, "--set", "changed_fact_steps=1")
+    record = json.loads((ws / "iterations" / "000003" / "record.json").read_text())
+    assert record["report"]["changed_facts"][0]["updates"] == 1
+
+
+def test_replaced_target_is_the_one_in_force_when_it_differs():
+    from wdsp_cli.data.conflicts import replaced_targets
+
+    earlier = [req("France", CAPITAL, "Berlin", "1"), req("france ", CAPITAL, "Rome", "2"),
+               req("Spain", CAPITAL, "Paris", "3"), req("France", "{} is in", "Asia", "4"),
+               req("Italy", CAPITAL, "Milan", "5"), req("Italy", CAPITAL, "Turin", "6")]
+    batch = [req("FRANCE", CAPITAL, "Lyon", "7"), req("Spain", CAPITAL, "paris", "8"), req("Peru", CAPITAL, "X", "9"),
+             req("Italy", CAPITAL, "Milan", "10")]
+    assert replaced_targets(earlier, batch) == ["Rome", None, None, "Turin"]
+    assert replaced_targets([], batch) == [None] * 4
 
 
 def test_edit_on_conflict_refuse_changes_nothing_and_resume_is_no_conflict(workspace_copy, tmp_path):

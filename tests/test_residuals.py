@@ -420,3 +420,38 @@ def test_requests_that_share_a_key_share_one_delta_fitted_to_all_of_them(tiny_mo
     assert not torch.equal(result.delta[point][0], result.delta[point][2])
     alone = optimise_targets(tiny_model, tokenizer, requests[2:], config, TEMPLATES)  # the third is unaffected
     torch.testing.assert_close(alone.delta[point][0], result.delta[point][2], rtol=1e-5, atol=1e-6)
+
+
+def test_a_request_with_more_steps_changes_nothing_for_the_others(tiny_model, tokenizer):
+    """Per-request step budgets (a request that changes a fact in force gets more): the others end
+    exactly as with the common budget; the longer one equals the per-request loop with its budget."""
+    points = registered("memit").points(template_for(tiny_model), 2)
+    prompts = build_edit_prompts(tokenizer, REQUESTS, TEMPLATES)
+    settings = _settings(v_num_grad_steps=4, early_stop_loss=1e-9)
+    common = optimise_residuals(tiny_model, prompts, points, settings)
+    steps = torch.tensor([4, 9, 4, 4, 4])
+    longer = optimise_residuals(tiny_model, prompts, points, settings, steps=steps)
+    assert longer.updates.tolist() == [3, 8, 3, 3, 3]
+    for i in (0, 2, 3, 4):
+        for p in points:
+            assert torch.equal(longer.delta[p][i], common.delta[p][i])
+        assert torch.equal(longer.loss[i], common.loss[i])
+    _, delta, updates, _, _ = optimise_residuals_reference(tiny_model, tokenizer, REQUESTS[1], TEMPLATES, points,
+                                                           _settings(v_num_grad_steps=9, early_stop_loss=1e-9))
+    assert updates == 8
+    for p in points:
+        _assert_close_vectors(longer.delta[p][1], delta[p])
+    with pytest.raises(ValueError, match="steps must be"):
+        optimise_residuals(tiny_model, prompts, points, settings, steps=torch.tensor([4, 0, 4, 4, 4]))
+
+
+def test_optimisation_steps_doubles_the_groups_that_change_a_fact_in_force():
+    from wdsp_cli.config import EditConfig
+    from wdsp_cli.editing.batch import optimisation_steps
+
+    config = EditConfig(v_num_grad_steps=25)
+    assert optimisation_steps(config, [0, 1, 2], None) is None
+    assert optimisation_steps(config, [0, 1, 2], [None, None, None]) is None
+    assert optimisation_steps(config, [0, 0, 1], ["B", None, None]).tolist() == [50, 25]  # the group takes it
+    assert optimisation_steps(config.replace(changed_fact_steps=1.5), [0, 1], [None, "B"]).tolist() == [25, 38]
+    assert optimisation_steps(config.replace(changed_fact_steps=1.0), [0, 1], [None, "B"]) is None

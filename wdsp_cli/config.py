@@ -27,8 +27,11 @@ from .methods import METHODS
 from .regularisers.configs import NormConfig, SPConfig, WDConfig
 
 AUTOCAST_DTYPES = (None, "bfloat16", "float16")
-#: Settings added after 0.1.0, with the value that leaves an edit as it was before them.
-ADDED_LATER = {**NormConfig().to_flat(), "early_stop": "loss", "most_probable_steps": 3}
+#: Settings added after 0.1.0, with their defaults: left out of job ids while at them (``identity``).
+#: All but ``changed_fact_steps`` leave an edit as it was before them at that value; that one changes
+#: only requests that change a fact in force, which had no special handling before (engine 3).
+ADDED_LATER = {**NormConfig().to_flat(), "early_stop": "loss", "most_probable_steps": 3,
+               "changed_fact_steps": 2.0}
 EARLY_STOPS = ("loss", "most-probable")
 # The command-line option of each field that has one; the others are set with --set NAME=VALUE.
 FLAGS = {"method": "--method", "layers": "--layers", "v_num_grad_steps": "--steps", "seed": "--seed",
@@ -113,6 +116,9 @@ class EditConfig:
     targets have been the top-1 prediction on every prompt at ``most_probable_steps`` + 1 forwards)."""
     most_probable_steps: int = 3
     """MPES's k: forwards after the first at which the targets are top-1 (ENCORE: 3 for GPT2-XL, 1 for Llama3-8B)."""
+    changed_fact_steps: float = 2.0
+    """A request that changes a fact in force (edited before with another target: docs/conflicts.md)
+    gets this many times ``v_num_grad_steps``: it starts from the old edit's value, further away."""
     context_template_count: int = 5
     """Generated context templates besides the bare "{}" (MEMIT: 5)."""
     context_template_length: int = 10
@@ -155,6 +161,8 @@ class EditConfig:
             problems.append(f"--early-stop {self.early_stop!r} is not one of {', '.join(EARLY_STOPS)}")
         if self.most_probable_steps < 0:
             problems.append(f"--set most_probable_steps={self.most_probable_steps} must be >= 0")
+        if not self.changed_fact_steps >= 1:
+            problems.append(f"--set changed_fact_steps={self.changed_fact_steps} must be >= 1")
         if self.v_num_grad_steps < 1:
             problems.append(f"--steps {self.v_num_grad_steps} must be >= 1")
         if self.autocast_dtype not in AUTOCAST_DTYPES:

@@ -32,6 +32,8 @@ Public API
                                                     ``.count(kind=None, severity=None)``, ``.summary()``.
     ``find_conflicts(requests, batch_size, committed=(), *, first_iteration=None, first_batch=1,
     unreadable=()) -> ConflictReport``
+    ``replaced_targets(earlier, batch) -> [str | None]``  per request of ``batch``, the target in
+                                                    force that it changes, if any.
     ``KINDS``, ``SEVERITIES``                        the names used in ``Conflict.kind`` / ``.severity``.
 """
 
@@ -46,7 +48,7 @@ from ..errors import InputError
 from .requests import EditRequest
 
 __all__ = ["KINDS", "SEVERITIES", "Conflict", "ConflictReport", "RequestRef", "fact_key", "find_conflicts",
-           "normalise"]
+           "normalise", "replaced_targets"]
 
 CHANGES_AGAIN = "changes-again"
 SAME_BATCH = "same-batch"
@@ -70,6 +72,19 @@ def normalise(text: str) -> str:
 def fact_key(request: EditRequest) -> tuple[str, str]:
     """(normalised subject, normalised prompt template): requests with equal keys set one fact."""
     return normalise(request.subject), normalise(request.prompt)
+
+
+def replaced_targets(earlier: Iterable[EditRequest], batch: Sequence[EditRequest]) -> list[str | None]:
+    """For each request of ``batch``, the target in force for its fact key (set by the latest of the
+    ``earlier`` requests, oldest first, with that key) when it differs from the request's own
+    (normalised): the fact the request changes (A -> B, then A -> C replaces B). None for most."""
+    wanted = {fact_key(r) for r in batch}
+    in_force = {fact_key(r): r.target_new for r in earlier if fact_key(r) in wanted}
+    out = []
+    for r in batch:
+        old = in_force.get(fact_key(r))
+        out.append(old if old is not None and normalise(old) != normalise(r.target_new) else None)
+    return out
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ Algorithm (method.md sections 1-2), for edited layers l_1 < ... < l_n and the me
   1. optimise the target values Z at M's points of the z-layer l_n, with the WD term in the loss
      when ``config.wd.enabled`` (``optimisation.targets``, ``regularisers.wasserstein``); requests
      with the same subject and the same prompt text before it share a key, so they share one delta,
-     optimised for all of them (``optimisation.targets.shared_key_groups``; docs/conflicts.md);
+     optimised for all of them (``optimisation.targets.shared_key_groups``; docs/conflicts.md); a
+     request that changes a fact in force gets ``changed_fact_steps`` x the steps (``optimisation_steps``);
   0. norm budget (``config.norm.budget``): every edited matrix whose accumulated update has
      passed it is shrunk towards the base weights first (``regularisers.norm_budget``);
   2. SP (``config.sp.enabled``): each request's delta at M's target point is pruned and dropped
@@ -101,17 +102,36 @@ def _check_statistics(config: EditConfig, second_moments: Mapping[int, torch.Ten
 
 def optimise_targets(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig,
                      context_templates: Sequence[str], on_step: Callable[[int, int], None] | None = None,
-                     requests_per_pass: int | None = None) -> ResidualResult:
+                     requests_per_pass: int | None = None,
+                     replaced: Sequence[str | None] | None = None) -> ResidualResult:
     """Step 1: the batched target optimisation at the method's points, WD included.
 
     on_step(step, still_active): progress. requests_per_pass: requests per forward/backward
-    (None: the default, 20; 0: all at once); bounds memory, the result does not depend on it."""
+    (None: the default, 20; 0: all at once); bounds memory, the result does not depend on it.
+    replaced[i]: the target in force that request i changes (``data.conflicts.replaced_targets``;
+    None for most): such a request gets ``changed_fact_steps`` x the steps (``optimisation_steps``)."""
     points = method(config.method).points(template_for(model), config.z_layer)
     groups = shared_key_groups(requests)
     prompts = build_edit_prompts(tokenizer, requests, context_templates, config.kl_prompt, groups)
     settings = OptimisationSettings.from_config(config, requests_per_pass)
-    result = optimise_residuals(model, prompts, points, settings, wd_regulariser(config, points), on_step)
+    steps = optimisation_steps(config, groups, replaced)
+    result = optimise_residuals(model, prompts, points, settings, wd_regulariser(config, points), on_step, steps)
     return result.expanded(groups) if len(set(groups)) < len(requests) else result
+
+
+def optimisation_steps(config: EditConfig, groups: Sequence[int],
+                       replaced: Sequence[str | None] | None) -> torch.Tensor | None:
+    """Forward passes per optimised group [G]: ``v_num_grad_steps``, or for a group holding a request
+    that changes a fact in force round(``changed_fact_steps`` x that), since its value starts from
+    the old edit's, further from the new target (docs/conflicts.md). None when no request does."""
+    if not replaced or all(old is None for old in replaced) or config.changed_fact_steps == 1:
+        return None
+    steps = torch.full((max(groups) + 1,), config.v_num_grad_steps, dtype=torch.long)
+    longer = max(1, round(config.changed_fact_steps * config.v_num_grad_steps))
+    for g, old in zip(groups, replaced):
+        if old is not None:
+            steps[g] = max(int(steps[g]), longer)
+    return steps
 
 
 def write_targets(model, tokenizer, requests: Sequence[EditRequest], config: EditConfig, residuals: ResidualResult,
@@ -204,9 +224,11 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                second_moments: Mapping[int, torch.Tensor], context_templates: Sequence[str],
                state: WeightState | None = None, method_state=None, iteration: int = 1,
                on_step: Callable[[int, int], None] | None = None,
-               requests_per_pass: int | None = None, anchor_reference: float | None = None) -> BatchEdit:
+               requests_per_pass: int | None = None, anchor_reference: float | None = None,
+               replaced: Sequence[str | None] | None = None) -> BatchEdit:
     """Edit ``model`` in place with one batch; returns the diff that reproduces the edit.
-    (``optimise_targets`` then ``write_targets``; see both for the parameters.) With norm
+    (``optimise_targets`` then ``write_targets``; see both for the parameters; the report lists
+    the requests that change a fact in force under ``changed_facts``.) With norm
     anchoring and no ``anchor_reference`` on an edited model, the batch is solved once more on
     the base weights to measure it (``anchor_reference_on_base``); the report holds it."""
     if not requests:
@@ -223,7 +245,7 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
                                                         state, requests_per_pass)
         clock = time.perf_counter()
         residuals = optimise_targets(model, tokenizer, requests, config, context_templates, on_step,
-                                     requests_per_pass)
+                                     requests_per_pass, replaced)
         optimise = time.perf_counter() - clock
         edit = write_targets(model, tokenizer, requests, config, residuals, second_moments, context_templates,
                              state, method_state, iteration, decays, anchor_reference)
@@ -233,6 +255,10 @@ def edit_batch(model, tokenizer, requests: Sequence[EditRequest], config: EditCo
     edit.report["timings_s"] = {"optimise": optimise, **edit.report["timings_s"]}
     if decays is not None:
         edit.report["norm_budget_decay"] = decays
+    if replaced and any(old is not None for old in replaced):
+        edit.report["changed_facts"] = [{"request": i, "request_id": r.request_id, "replaced": old,
+                                         "updates": int(edit.residuals.updates[i])}
+                                        for i, (r, old) in enumerate(zip(requests, replaced)) if old is not None]
     log.info("edited %d requests with %s in %.1fs", len(requests), config.method,
              sum(edit.report["timings_s"].values()))
     return edit

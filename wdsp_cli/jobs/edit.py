@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..config import EditConfig
+from ..data.conflicts import replaced_targets
 from ..data.requests import EditRequest, request_to_dict
 from ..errors import InputError
 from ..workspace.store import Workspace, now
@@ -159,6 +160,10 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
     current.advance_to(workspace, workspace.head)
     tokenizer = current.tokenizer
     anchor = anchor_reference(workspace, config) if config.norm.anchor else None
+    from .conflicts import committed_requests
+
+    # the facts in force, oldest first: a request that changes one of them gets more optimisation steps
+    in_force = [r for _, batch in committed_requests(workspace)[0] for r in batch]
     for index in range(plan.done, len(plan.batches)):
         batch = plan.batches[index]
         t = workspace.head + 1
@@ -168,7 +173,8 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         before = current.state.snapshot(edited_modules(current.model, config)) if gate is not None else None
         edit = edit_batch(current.model, tokenizer, batch, config, moments, templates, current.state,
                           iteration=t, on_step=lambda step, active: progress("step", {"step": step, "active": active}),
-                          method_state=method_state, requests_per_pass=requests_per_pass, anchor_reference=anchor)
+                          method_state=method_state, requests_per_pass=requests_per_pass, anchor_reference=anchor,
+                          replaced=replaced_targets(in_force, batch))
         seconds = time.perf_counter() - clock
         target_norms = list(edit.report["delta_norm"].values())[-1]
         sp = edit.report["sp"]
@@ -194,6 +200,7 @@ def run_edit(workspace: Workspace, requests: Sequence[EditRequest], config: Edit
         if config.norm.anchor and anchor is None:  # measured on the base model with this batch, kept in its record
             anchor = edit.report["norm_anchor"]["reference"]
         method_state = editor.advance(method_state, edit.keys)
+        in_force += batch
         if index == plan.done:
             workspace.save_config(config)
             if new_templates:

@@ -18,8 +18,8 @@ and the essence prompt "{subject} is a". Per request (method.md section 1, step 
 
 NLL_i is the mean over prompts of the summed target-token NLL divided by the target
 length; KL is taken on the next-token distribution after "{subject} is a". Adam
-(lr = v_lr) runs for at most ``v_num_grad_steps`` forward passes (so at most steps - 1
-updates); after each update delta_p,i is projected onto ||delta|| <= clamp * ||h_p,i||;
+(lr = v_lr) runs for at most ``v_num_grad_steps`` forward passes, or the request's own number
+(``optimise_residuals``' ``steps``), so at most steps - 1 updates; after each update delta_p,i is projected onto ||delta|| <= clamp * ||h_p,i||;
 request i stops as soon as L_i < early_stop_loss, or (``most_probable_steps`` = k, ENCORE's
 most-probable early stopping) at the forward where, for the (k+1)-th time, every one of its target
 tokens on every one of its prompts is the top-1 prediction (counted, not necessarily in a row).
@@ -417,10 +417,15 @@ def _chunks(requests: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], settings: OptimisationSettings,
                        extra_loss: Regulariser | None = None,
-                       on_step: Callable[[int, int], None] | None = None) -> ResidualResult:
+                       on_step: Callable[[int, int], None] | None = None,
+                       steps: torch.Tensor | None = None) -> ResidualResult:
     """Optimise delta_p,i for all requests at once (see module docstring). Model weights are
     not changed; gradients flow only to the deltas. ``on_step(step, still_active)`` is called
-    after each forward pass (step = 1..v_num_grad_steps).
+    after each forward pass (step = 1..max steps).
+
+    ``steps`` [B]: each request's forward passes at most (default: ``settings.v_num_grad_steps``
+    for all). A request's optimisation does not depend on the others', so a request with more
+    steps changes nothing for the rest: they stop where they would have.
 
     Each step runs forward and backward over at most ``settings.requests_per_pass`` requests at
     a time, so the autograd graph held at once, and the peak memory, does not grow with B. The
@@ -444,8 +449,11 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
     feed = _make_feed(model, prompts, settings.prefix_cache, settings.autocast_dtype,
                       frozen_points=points if settings.frozen_blocks else ())
     b1, b2 = ADAM_BETAS
-    last = settings.v_num_grad_steps - 1
-    for step in range(settings.v_num_grad_steps):
+    budget = torch.full((n,), settings.v_num_grad_steps, dtype=torch.long) if steps is None else steps.long().cpu()
+    if budget.shape != (n,) or bool((budget < 1).any()):
+        raise ValueError(f"steps must be [{n}] values >= 1, got {tuple(budget.shape)}")
+    last = int(budget.max()) - 1
+    for step in range(last + 1):
         requests = active.nonzero().squeeze(1)
         index = requests.to(device)
         leaves = {p: delta[p][requests].clone().requires_grad_(True) for p in points}
@@ -490,7 +498,7 @@ def optimise_residuals(model, prompts: EditPrompts, points: Sequence[str], setti
                             hint="lower v_lr or check the model's dtype (try float32)")
         final_loss[requests] = loss.cpu()
         final_nll[requests] = nll.cpu()
-        done = (stop_loss < settings.early_stop_loss).cpu()
+        done = (stop_loss < settings.early_stop_loss).cpu() | (budget[requests] <= step + 1)  # its last forward
         if settings.most_probable_steps is not None:  # ENCORE's MPES: k steps after the targets are top-1
             probable[requests] += top.long()
             done |= probable[requests] > settings.most_probable_steps

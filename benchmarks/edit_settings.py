@@ -3,7 +3,8 @@ all in one run (issue 6: which requests-per-pass default meets both the 5x and t
 
     .venv/bin/python benchmarks/edit_settings.py [--variants 20:unfrozen,20,25,20:bf16] [--batch 50]
 
-A variant is ``N[:unfrozen][:bf16][:mpes[K]]``: N requests per forward/backward (0: all at once);
+A variant is ``reference`` (the per-request loop of benchmarks/perf.py; every other variant then
+gets ``speedup_vs_reference``, measured in the same run) or ``N[:unfrozen][:bf16][:mpes[K]]``: N requests per forward/backward (0: all at once);
 ``unfrozen`` runs every decoder block at every step (the frozen-block shortcut off); ``bf16`` runs the
 model under ``torch.autocast(bfloat16)``; ``mpes``/``mpesK`` stops each request K (default 3) forwards
 after its targets are top-1 on every prompt (``--early-stop most-probable``). Same requests, statistics and templates as benchmarks/perf.py; prints
@@ -70,6 +71,13 @@ def main() -> None:
     report = {"batch": args.batch, "offset": args.offset, "threads": torch.get_num_threads(), "machine": cpu_description(), "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):
+            if variant == "reference":
+                run = timed_edit(model, tok, requests, config, moments, templates, True, Path(tmp))
+                run.pop("diff")
+                report["variants"][variant] = run
+                print(f"reference: {run['seconds']:.1f} s, Score {run['metrics']['score']:.2f}", file=sys.stderr,
+                      flush=True)
+                continue
             size, *flags = variant.split(":")
             cfg = config.replace(autocast_dtype="bfloat16") if "bf16" in flags else config
             mpes = next((f for f in flags if f.startswith("mpes")), None)  # mpes or mpesK: --early-stop most-probable
@@ -81,6 +89,12 @@ def main() -> None:
             report["variants"][variant] = run
             print(f"{variant}: {run['seconds']:.1f} s, peak {run['peak_rss_bytes'] / 2**30:.2f} GiB, "
                   f"Score {run['metrics']['score']:.2f}", file=sys.stderr, flush=True)
+    if "reference" in report["variants"]:
+        reference = report["variants"]["reference"]
+        for name, run in report["variants"].items():
+            run["speedup_vs_reference"] = reference["seconds"] / run["seconds"]
+            run["metrics_max_difference_vs_reference"] = max(abs(run["metrics"][k] - reference["metrics"][k])
+                                                             for k in ("efficacy", "generalization", "locality"))
     print(json.dumps(report, indent=2, sort_keys=True))
 
 

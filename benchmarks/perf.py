@@ -22,7 +22,9 @@ Prints one JSON document:
       load included, and the load alone;
   evaluate_requests_per_s      CounterFact evaluation of the batch (rewrite, paraphrase, neighbours);
   edit_mpes_*                  the edit with ``--early-stop most-probable`` (not in --reduced);
+  edit_bf16_mpes_*             the edit with both ``--autocast bfloat16`` and MPES (not in --reduced);
   bench_edits_per_hour         ``wdsp bench`` over 2 iterations of B (edits and evaluations with health);
+      bench_fast_*: the variant mpes+bf16 in the same bench (not in --reduced);
   main_job_s                   ``examples/quickstart.sh`` on a fresh workspace (with --main-job);
   targets                      issue 15's targets with the figures reached and whether they are met.
 """
@@ -152,18 +154,27 @@ def rollback_timings(model_source: str, diff, iterations: int, folder: Path) -> 
     return out
 
 
-def bench_throughput(batch: int, iterations: int, out: Path, steps: int | None, tokens: int) -> dict:
+def bench_throughput(batch: int, iterations: int, out: Path, steps: int | None, tokens: int,
+                     fast: bool = False) -> dict:
     """``wdsp bench`` (MEMIT, B = ``batch``, T = ``iterations``, statistics from the built-in corpus):
-    edits per hour over its edits and evaluations (health included), model loading and statistics not."""
+    edits per hour over its edits and evaluations (health included), model loading and statistics not.
+    With ``fast``, also the variant mpes+bf16 in the same bench (``bench_fast_*``)."""
     from wdsp_cli.bench.protocol import BenchSpec, run_bench
 
+    variants = ("none", "mpes+bf16") if fast else ("none",)
     spec = BenchSpec(str(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl"), batch_size=batch,
-                     iterations=iterations, methods=("memit",), variants=("none",), corpus="builtin", tokens=tokens,
+                     iterations=iterations, methods=("memit",), variants=variants, corpus="builtin", tokens=tokens,
                      steps=steps, offset=1000)
-    rows = run_bench(out, spec)["runs"]["memit-none-seed0"]["iterations"]
-    seconds = sum(r["seconds"] + r["evaluation_seconds"] for r in rows)
-    return {"bench_batch": batch, "bench_iterations": iterations, "bench_seconds_per_iteration": seconds / len(rows),
-            "bench_edits_per_hour": 3600 * batch * len(rows) / seconds}
+    runs = run_bench(out, spec)["runs"]
+    out = {"bench_batch": batch, "bench_iterations": iterations}
+    for prefix, name in (("bench", "memit-none-seed0"), ("bench_fast", "memit-mpes+bf16-seed0")):
+        if name in runs:
+            rows = runs[name]["iterations"]
+            seconds = sum(r["seconds"] + r["evaluation_seconds"] for r in rows)
+            out.update({f"{prefix}_seconds_per_iteration": seconds / len(rows),
+                        f"{prefix}_edits_per_hour": 3600 * batch * len(rows) / seconds,
+                        f"{prefix}_scores": [round(r["latest"]["score"], 2) for r in rows]})
+    return out
 
 
 def main_job_seconds() -> dict:
@@ -183,7 +194,9 @@ def targets(report: dict) -> dict:
     the issue sets the throughput target for the Intel AMX class and the main job's for AVX2-only)."""
     reached = {"edit_speedup_vs_reference": (12.0, report.get("edit_speedup"), ">="),
                "edit_mpes_speedup_vs_reference": (12.0, report.get("edit_mpes_speedup"), ">="),
+               "edit_bf16_mpes_speedup_vs_reference": (12.0, report.get("edit_bf16_mpes_speedup"), ">="),
                "bench_edits_per_hour": (2000.0, report.get("bench_edits_per_hour"), ">="),
+               "bench_fast_edits_per_hour": (2000.0, report.get("bench_fast_edits_per_hour"), ">="),
                "main_job_s": (180.0, report.get("main_job_s"), "<=")}
     return {name: {"target": target, "reached": value,
                    "met": None if value is None else (value >= target if sense == ">=" else value <= target)}
@@ -258,8 +271,17 @@ def main() -> None:
                 "edit_batch_mean_updates": batched["mean_updates"],
                 "metrics_max_difference_mpes": max(abs(mpes["metrics"][k] - reference["metrics"][k]) for k in METRICS),
             })
+            both = timed_edit(model, tok, requests, config.replace(early_stop="most-probable", autocast_dtype="bfloat16"),
+                              moments, templates, False, folder, args.requests_per_pass)
+            report.update({
+                "edit_bf16_mpes_s": both["seconds"], "edit_bf16_mpes_speedup": reference["seconds"] / both["seconds"],
+                "edit_bf16_mpes_metrics": both["metrics"], "edit_bf16_mpes_mean_updates": both["mean_updates"],
+                "metrics_max_difference_bf16_mpes": max(abs(both["metrics"][k] - reference["metrics"][k])
+                                                        for k in METRICS),
+            })
         report.update(rollback_timings("smollm2-135m-instruct", batched["diff"], args.rollback_iterations, folder))
-        report.update(bench_throughput(args.batch, 2, folder / "bench", 5 if args.reduced else None, args.tokens))
+        report.update(bench_throughput(args.batch, 2, folder / "bench", 5 if args.reduced else None, args.tokens,
+                                       fast=not args.reduced))
     if args.main_job:
         report.update(main_job_seconds())
     report["targets"] = targets(report)

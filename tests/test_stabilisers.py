@@ -120,6 +120,7 @@ def test_bench_variants_compose_the_stabilisers():
                                                           "norm_budget": 0.05}
     assert variant_label("wd+sp+budget0.05") == "+WD+SP+BUDGET0.05"
     assert variant_settings("mpes+anchor") == {"early_stop": "most-probable", "norm_anchor": True}
+    assert variant_settings("mpes+bf16") == {"early_stop": "most-probable", "autocast_dtype": "bfloat16"}
     with pytest.raises(InputError, match="unknown variant 'l1'"):
         variant_settings("l1")
     with pytest.raises(InputError, match="part 'budget'"):

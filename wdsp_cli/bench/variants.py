@@ -1,8 +1,8 @@
 """A benchmark's variants: the edit settings a run adds to its method's, named by parts joined by "+".
 
 Public API:
-    VARIANT_PARTS                 {"wd": {"wd": True}, "sp": ..., "anchor": ..., "mpes": ...}
-    variant_settings(name) -> dict  "none", or parts joined by "+": wd, sp, anchor, mpes, budget<R> (e.g.
+    VARIANT_PARTS                 {"wd": {"wd": True}, "sp": ..., "anchor": ..., "mpes": ..., "bf16": ...}
+    variant_settings(name) -> dict  "none", or parts joined by "+": wd, sp, anchor, mpes, bf16, budget<R> (e.g.
                                   "wd+sp", "anchor", "budget0.05", "wd+sp+anchor") -> edit settings
     variant_label(name) -> str    "" for "none", else "+WD+SP", "+ANCHOR", ... (after the method's name)
 """
@@ -13,7 +13,10 @@ from ..errors import InputError
 
 #: The parts a variant is made of (joined by "+"); "budget" takes its fraction: "budget0.05".
 VARIANT_PARTS: dict[str, dict] = {"wd": {"wd": True}, "sp": {"sp": True}, "anchor": {"norm_anchor": True},
-                                  "mpes": {"early_stop": "most-probable"}}
+                                  "mpes": {"early_stop": "most-probable"},
+                                  # the target optimisation under autocast(bfloat16): fast only where the
+                                  # hardware has the type (docs/precision.md); results change slightly
+                                  "bf16": {"autocast_dtype": "bfloat16"}}
 
 
 def variant_settings(name: str) -> dict:
@@ -27,7 +30,7 @@ def variant_settings(name: str) -> dict:
             settings["norm_budget"] = float(part[len("budget"):])
         else:
             raise InputError(f"unknown variant {name!r} (part {part!r})",
-                             hint="none, or parts joined by '+': wd, sp, anchor, mpes, budget<fraction> (e.g. wd+sp, "
+                             hint="none, or parts joined by '+': wd, sp, anchor, mpes, bf16, budget<fraction> (e.g. wd+sp, "
                                   "anchor, budget0.05)")
     return settings
 

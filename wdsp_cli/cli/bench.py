@@ -27,7 +27,7 @@ def bench(
     iterations: int = typer.Option(10, "--iterations", "-T", help="T: iterations (batches) per run."),
     methods: str = typer.Option("memit,pmet", "--methods", help="Comma-separated methods."),
     variants: str = typer.Option("none,wd,sp,wd+sp", "--variants",
-                                 help="Comma-separated: none, or parts joined by +: wd, sp, anchor, mpes, "
+                                 help="Comma-separated: none, or parts joined by +: wd, sp, anchor, mpes, bf16, "
                                       "budget<R> (e.g. wd+sp, budget0.05)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds (templates, SP dropout)."),
     retention_at: str = typer.Option("", "--retention-at",

@@ -4,7 +4,8 @@ all in one run (issue 6: which requests-per-pass default meets both the 5x and t
     .venv/bin/python benchmarks/edit_settings.py [--variants 20:unfrozen,20,25,20:bf16] [--batch 50]
 
 A variant is ``reference`` (the per-request loop of benchmarks/perf.py; every other variant then
-gets ``speedup_vs_reference``, measured in the same run) or ``N[:unfrozen][:bf16][:mpes[K]]``: N requests per forward/backward (0: all at once);
+gets ``speedup_vs_reference``, measured in the same run) or ``N[:unfrozen][:bf16][:mpes[K]]``:
+N requests per forward/backward (0: all at once);
 ``unfrozen`` runs every decoder block at every step (the frozen-block shortcut off); ``bf16`` runs the
 model under ``torch.autocast(bfloat16)``; ``mpes``/``mpesK`` stops each request K (default 3) forwards
 after its targets are top-1 on every prompt (``--early-stop most-probable``). Same requests, statistics and templates as benchmarks/perf.py; prints

@@ -11,4 +11,5 @@ __version__ = "0.1.0"
 #: The version of what an edit computes. Bump it with every change that alters an edit's diff
 #: (the golden test, tests/golden/, is regenerated in the same commit); every iteration records it,
 #: and ``wdsp bench`` refuses to continue a run with another one (a run must not mix engines).
-ENGINE_VERSION = "3"  # 2: requests that share a key share one delta; 3: a request that changes a fact in force gets 2x the steps
+#: 2: requests that share a key share one delta; 3: a request that changes a fact in force gets 2x the steps.
+ENGINE_VERSION = "3"

@@ -30,8 +30,8 @@ def variant_settings(name: str) -> dict:
             settings["norm_budget"] = float(part[len("budget"):])
         else:
             raise InputError(f"unknown variant {name!r} (part {part!r})",
-                             hint="none, or parts joined by '+': wd, sp, anchor, mpes, bf16, budget<fraction> (e.g. wd+sp, "
-                                  "anchor, budget0.05)")
+                             hint="none, or parts joined by '+': wd, sp, anchor, mpes, bf16, budget<fraction> "
+                                  "(e.g. wd+sp, anchor, budget0.05)")
     return settings
 
 

@@ -19,7 +19,8 @@ and the essence prompt "{subject} is a". Per request (method.md section 1, step 
 NLL_i is the mean over prompts of the summed target-token NLL divided by the target
 length; KL is taken on the next-token distribution after "{subject} is a". Adam
 (lr = v_lr) runs for at most ``v_num_grad_steps`` forward passes, or the request's own number
-(``optimise_residuals``' ``steps``), so at most steps - 1 updates; after each update delta_p,i is projected onto ||delta|| <= clamp * ||h_p,i||;
+(``optimise_residuals``' ``steps``), so at most steps - 1 updates; after each update delta_p,i
+is projected onto ||delta|| <= clamp * ||h_p,i||;
 request i stops as soon as L_i < early_stop_loss, or (``most_probable_steps`` = k, ENCORE's
 most-probable early stopping) at the forward where, for the (k+1)-th time, every one of its target
 tokens on every one of its prompts is the top-1 prediction (counted, not necessarily in a row).

@@ -265,3 +265,13 @@ def test_a_torn_null_space_projection_is_computed_again(tmp_path):
     assert len(calls) == 2 and torch.equal(first, again) and torch.equal(ws.derived("nullspace", 1), first)
     load_derived(ws, "nullspace", 1, {"threshold": "0.02"}, compute)  # another threshold: computed again
     assert len(calls) == 3
+
+
+def test_create_is_refused_while_another_command_holds_the_folder(tmp_path):
+    from wdsp_cli.errors import WorkspaceBusy
+
+    with Workspace(tmp_path, {}).lock("another init"):
+        with pytest.raises(WorkspaceBusy, match="another init"):
+            Workspace.create(tmp_path, MODEL)
+    assert not (tmp_path / "workspace.json").exists() and not (tmp_path / "HEAD").exists()
+    assert Workspace.create(tmp_path, MODEL).info["model"] == MODEL  # once the lock is free

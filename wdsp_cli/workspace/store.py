@@ -127,17 +127,19 @@ class Workspace:
         """A new workspace for ``model`` = {"source": describe_source(...), "fingerprint", "dtype",
         "model_type", "num_layers", "hidden_size"}; refuses a folder that already holds one."""
         root = Path(root).absolute()
-        if (root / WORKSPACE_FILE).exists():
-            raise WorkspaceError(f"{root} is already a workspace",
-                                 hint="use it as it is, or pick another folder with -w/--workspace")
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root} is a file", hint="pick a folder for the workspace")
         root.mkdir(parents=True, exist_ok=True)
         info = {"schema_version": SCHEMA_VERSION, "created_at": now(), "wdsp_version": __version__,
                 "model": model}
-        atomic_write_text(root / "HEAD", "0\n")
-        atomic_write_text(root / WORKSPACE_FILE, json.dumps(info, indent=2, sort_keys=True))  # last: the marker
-        return cls(root, info)
+        workspace = cls(root, info)
+        with workspace.lock("wdsp init"):  # two inits of one folder: the second is refused, not interleaved
+            if (root / WORKSPACE_FILE).exists():
+                raise WorkspaceError(f"{root} is already a workspace",
+                                     hint="use it as it is, or pick another folder with -w/--workspace")
+            atomic_write_text(root / "HEAD", "0\n")
+            atomic_write_text(root / WORKSPACE_FILE, json.dumps(info, indent=2, sort_keys=True))  # last: the marker
+        return workspace
 
     @staticmethod
     def exists(root: str | os.PathLike) -> bool:

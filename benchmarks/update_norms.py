@@ -61,7 +61,8 @@ def main() -> None:
     moments = {l: s.second_moment for l, s in stats.items()}
     templates = generate_context_templates(model, tok, config.context_template_count,
                                            config.context_template_length, config.seed)
-    report = {"engine": ENGINE_VERSION, "batch": args.batch, "threads": torch.get_num_threads(), "machine": cpu_description(), "variants": {}}
+    report = {"engine": ENGINE_VERSION, "batch": args.batch, "threads": torch.get_num_threads(),
+              "machine": cpu_description(), "variants": {}}
     for variant in args.variants.split(","):
         cfg = config.replace(**parse_variant(variant))
         state = WeightState(model)

@@ -26,15 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_description  # noqa: E402
-from perf import DATA, timed_edit  # noqa: E402
+from perf import DATA, edit_inputs, timed_edit  # noqa: E402
 
 from wdsp_cli.config import preset  # noqa: E402
-from wdsp_cli.data.corpus import open_corpus  # noqa: E402
 from wdsp_cli.data.requests import load_requests  # noqa: E402
 from wdsp_cli.model.loading import load_model  # noqa: E402
 from wdsp_cli.optimisation import targets as residuals  # noqa: E402
-from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
-from wdsp_cli.statistics.covariance import compute_covariance  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -64,11 +61,7 @@ def main() -> None:
     model, tok = load_model("smollm2-135m-instruct")
     requests = load_requests(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl", offset=args.offset,
                              limit=args.batch)
-    stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
-                               max_tokens=args.tokens)
-    moments = {l: s.second_moment for l, s in stats.items()}
-    templates = generate_context_templates(model, tok, config.context_template_count,
-                                           config.context_template_length, config.seed)
+    moments, templates = edit_inputs(model, tok, config, args.tokens)
     report = {"batch": args.batch, "offset": args.offset, "threads": torch.get_num_threads(), "machine": cpu_description(), "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):

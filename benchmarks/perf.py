@@ -91,6 +91,16 @@ def peak_rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def edit_inputs(model, tok, config, tokens: int) -> tuple[dict, list[str]]:
+    """What the benchmarks' edits share: second moments {layer: C [d, d]} from ``tokens`` tokens of
+    WikiText-2 test, and the context templates sampled from the base model with the config's seed."""
+    stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
+                               max_tokens=tokens)
+    templates = generate_context_templates(model, tok, config.context_template_count,
+                                           config.context_template_length, config.seed)
+    return {l: s.second_moment for l, s in stats.items()}, templates
+
+
 def timed_edit(model, tok, requests, config, moments, templates, per_request: bool, folder: Path,
                requests_per_pass: int | None = None) -> dict:
     state = WeightState(model)
@@ -226,11 +236,7 @@ def main() -> None:
                     "requests_per_pass": args.requests_per_pass or DEFAULT_REQUESTS_PER_PASS,
                     "machine": cpu_description()}
     report.update(covariance_throughput(model, tok, list(config.layers), args.tokens))
-    stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
-                               max_tokens=args.tokens)
-    moments = {l: s.second_moment for l, s in stats.items()}
-    templates = generate_context_templates(model, tok, config.context_template_count,
-                                           config.context_template_length, config.seed)
+    moments, templates = edit_inputs(model, tok, config, args.tokens)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         batched = timed_edit(model, tok, requests, config, moments, templates, False, folder, args.requests_per_pass)

@@ -20,12 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_description  # noqa: E402
-from perf import DATA  # noqa: E402
+from perf import DATA, edit_inputs  # noqa: E402
 
 from wdsp_cli import ENGINE_VERSION  # noqa: E402
 from wdsp_cli.bench.variants import variant_settings  # noqa: E402
 from wdsp_cli.config import preset  # noqa: E402
-from wdsp_cli.data.corpus import open_corpus  # noqa: E402
 from wdsp_cli.data.requests import load_requests  # noqa: E402
 from wdsp_cli.editing.batch import edit_batch, edited_modules  # noqa: E402
 from wdsp_cli.evaluation.scoring import evaluate_counterfact  # noqa: E402
@@ -33,8 +32,6 @@ from wdsp_cli.methods import method  # noqa: E402
 from wdsp_cli.model.architectures import template_for  # noqa: E402
 from wdsp_cli.model.loading import load_model  # noqa: E402
 from wdsp_cli.model.weights import WeightState  # noqa: E402
-from wdsp_cli.optimisation.prompts import generate_context_templates  # noqa: E402
-from wdsp_cli.statistics.covariance import compute_covariance  # noqa: E402
 
 
 def parse_variant(text: str) -> dict:
@@ -56,11 +53,7 @@ def main() -> None:
     config = preset("memit-smollm2")
     model, tok = load_model("smollm2-135m-instruct")
     requests = load_requests(DATA / "counterfact" / "counterfact_easyedit.part1.jsonl", limit=args.batch)
-    stats = compute_covariance(model, tok, config.layers, open_corpus(DATA / "text" / "wikitext2_raw_test.txt"),
-                               max_tokens=args.tokens)
-    moments = {l: s.second_moment for l, s in stats.items()}
-    templates = generate_context_templates(model, tok, config.context_template_count,
-                                           config.context_template_length, config.seed)
+    moments, templates = edit_inputs(model, tok, config, args.tokens)
     report = {"engine": ENGINE_VERSION, "batch": args.batch, "threads": torch.get_num_threads(),
               "machine": cpu_description(), "variants": {}}
     for variant in args.variants.split(","):

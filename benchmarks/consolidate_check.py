@@ -54,10 +54,10 @@ def joint_residuals(current, requests, config: EditConfig, templates) -> tuple[s
 
 
 def figures(current, sample, health) -> dict:
-    found = measure(current, sample[-1:], [sample], None, health)
-    keep = ("efficacy", "generalization", "locality", "score")
+    found = measure(current, sample, health=health)  # the sample as one set: its metrics are "latest"
+    keep = ("requests", "efficacy", "generalization", "locality", "score")
     h = found["health"]
-    return {"retention": {k: found["all"][k] for k in keep}, "perplexity_ratio": h["perplexity_ratio"],
+    return {"retention": {k: found["latest"][k] for k in keep}, "perplexity_ratio": h["perplexity_ratio"],
             "locality_prompts": h["locality_prompts"], "max_relative_frobenius": h["max_relative_frobenius"],
             "max_spectral_ratio": h["max_spectral_ratio"]}
 

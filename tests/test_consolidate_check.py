@@ -22,7 +22,8 @@ def test_joint_solve_is_measured_and_the_workspace_is_untouched(tmp_path):
     assert tree_digest(ws) == before
     assert (report["iteration"], report["requests"], report["sample"]) == (2, 4, 3)
     for model in ("at_t", "joint"):
-        assert set(report[model]["retention"]) == {"efficacy", "generalization", "locality", "score"}
+        assert set(report[model]["retention"]) == {"requests", "efficacy", "generalization", "locality", "score"}
+        assert report[model]["retention"]["requests"] == 3  # the whole sample
         assert report[model]["perplexity_ratio"] > 0 and report[model]["max_relative_frobenius"] > 0
     assert len(report["joint"]["update_norms"]) == 2  # the tiny preset's two edited layers
     assert 0 <= report["joint"]["value_gap"] < 1  # closer to T's values than the base model is

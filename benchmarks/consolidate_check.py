@@ -95,10 +95,9 @@ def main() -> None:
     base = checkout(workspace, 0)
     moments = load_second_moments(workspace, config.layers)
     log(f"joint write of {len(requests)} requests from the base weights")
-    values = compute_keys(base.model, base.tokenizer, requests, templates,
-                          edited_modules(base.model, config)[-1], point)[1]
-    zeros = torch.zeros(len(requests))
     modules = edited_modules(base.model, config)
+    values = compute_keys(base.model, base.tokenizer, requests, templates, modules[-1], point)[1]
+    zeros = torch.zeros(len(requests))
     snapshot = base.state.snapshot(modules)
     aim, solve = targets, time.perf_counter()
     for round_ in range(1, args.rounds + 1):  # each round aims past T's values by what the last one missed
